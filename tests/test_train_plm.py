@@ -1,0 +1,945 @@
+"""CPU tests for train_plm.py: tokenizer, shards, distributed packed loader, masking, document-masked
+attention, Muon, evaluation metrics, config resolution and a short end-to-end training run.
+
+Run: python -m pytest -q tests/test_train_plm.py      (CPU only; well under a minute on 2 cores)
+Needs: torch, numpy, pytest, scikit-learn (requirements-test.txt).
+"""
+import contextlib
+import inspect
+import json
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+import train_plm as tp
+from conftest import CLS, EOS, MASK, PAD, frame, random_sequences, write_sequences, write_tokens
+
+# Tiny models on a 2-core machine: one intra-op thread avoids oversubscription (a second busy process on
+# the machine makes 2-thread OpenMP regions tens of times slower) and keeps results bit-reproducible.
+torch.set_num_threads(1)
+
+LN_V = math.log(33)  # cross-entropy of the uniform distribution over the vocabulary (zero-initialised decoder)
+
+ESM2_VOCAB = (["<cls>", "<pad>", "<eos>", "<unk>"] + list("LAGVSERTIDPKQNFYMHWC") + list("XBUZO")
+              + [".", "-", "<null_1>", "<mask>"])
+RESIDUE_LETTERS = "LAGVSERTIDPKQNFYMHWCXBUZO"
+
+TINY = ["--num_layers", "4", "--model_dim", "64", "--num_heads", "2", "--mlp_dim", "128",
+        "--num_value_embeds", "2", "--tokens_per_micro_batch", "256", "--max_length", "128"]
+
+
+def cfg_of(*args):
+    return tp.parse_config([str(a) for a in args], has_gpu=False)
+
+
+def perturbed_model(*extra, seed=0, std=0.1):
+    """A tiny float32 ProteinLM whose weights (incl. the zero-initialised out/proj/decoder) are all randomised,
+    so that every block and the head really depend on their inputs."""
+    cfg = cfg_of(*TINY, *extra)
+    torch.manual_seed(seed)
+    model = tp.ProteinLM(cfg).float().eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(std * torch.randn(p.shape, generator=g))
+    return model
+
+
+def split_at_starts(tokens, starts, end):
+    """Pieces of tokens[:end] between consecutive True entries of starts."""
+    idx = list(np.flatnonzero(np.asarray(starts[:end]))) + [end]
+    return [np.asarray(tokens[a:b]) for a, b in zip(idx[:-1], idx[1:])]
+
+
+# ==========================================================================================================
+# 1. Tokenizer
+
+
+def test_vocabulary_has_the_fixed_esm2_ids():
+    assert tp.VOCAB == ESM2_VOCAB
+    assert tp.V == 33
+    assert {t: tp.TOKEN_ID[t] for t in ESM2_VOCAB} == {t: i for i, t in enumerate(ESM2_VOCAB)}
+    assert (tp.CLS, tp.PAD, tp.EOS, tp.UNK, tp.MASK) == (0, 1, 2, 3, 32)
+    assert [tp.TOKEN_ID[c] for c in "LAGVSERTIDPKQNFYMHWC"] == list(range(4, 24))
+    assert [tp.TOKEN_ID[c] for c in "XBUZO"] == list(range(24, 29))
+    assert list(tp.CANONICAL) == list(range(4, 24)) and list(tp.RESIDUES) == list(range(4, 29))
+
+
+def test_encode_known_ids():
+    ids = tp.encode("MKV")
+    assert ids.dtype == np.uint8
+    assert ids.tolist() == [0, 20, 15, 7, 2]
+    assert tp.encode("MKV", add_special=False).tolist() == [20, 15, 7]
+    assert tp.encode("").tolist() == [0, 2]
+    assert tp.encode("LAGVSERTIDPKQNFYMHWCXBUZO.-", add_special=False).tolist() == list(range(4, 31))
+
+
+def test_encode_reads_angle_bracket_tokens_whole():
+    assert tp.encode("MK<mask>V").tolist() == [0, 20, 15, 32, 7, 2]
+    assert tp.encode("<mask><mask>", add_special=False).tolist() == [32, 32]
+    assert tp.encode("A<unk>C<null_1><pad>", add_special=False).tolist() == [5, 3, 23, 31, 1]
+
+
+def test_encode_accepts_lower_case():
+    assert tp.encode("mkv").tolist() == [0, 20, 15, 7, 2]
+    assert tp.encode("mKv<mask>w").tolist() == tp.encode("MKV<mask>W").tolist()
+
+
+@pytest.mark.parametrize("bad", ["MKJV", "MK V", "MK*", "MK1", "MK<mas", "MK<foo>V", "MK<MASK>", "MKV>"])
+def test_encode_rejects_characters_outside_the_vocabulary(bad):
+    with pytest.raises(ValueError):
+        tp.encode(bad)
+
+
+def test_encode_error_names_character_and_position():
+    with pytest.raises(ValueError, match=r"'J'.*position 2"):
+        tp.encode("MKJV")
+
+
+def test_decode_encode_round_trip_random_proteins():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(0, 60))
+        parts = [RESIDUE_LETTERS[i] for i in rng.integers(0, len(RESIDUE_LETTERS), n)]
+        for j in rng.integers(0, n + 1, int(rng.integers(0, 3))):  # a few <mask> anywhere
+            parts.insert(int(j), "<mask>")
+        s = "".join(parts)
+        assert tp.decode(tp.encode(s)) == s
+        assert tp.decode(tp.encode(s.lower())) == s  # upper-cased on the way in
+        assert tp.decode(torch.from_numpy(tp.encode(s).astype(np.int64))) == s  # tensors accepted
+    assert tp.decode(tp.encode("MKV"), skip_special=False) == "<cls>MKV<eos>"
+    assert tp.decode([0, 20, 1, 1, 2]) == "M"  # <cls>, <pad>, <eos> dropped
+
+
+# ==========================================================================================================
+# 2. Shards
+
+
+def test_open_shard_round_trip(tmp_path):
+    toks = np.random.default_rng(1).integers(0, 33, 10_000).astype(np.uint8)
+    path = write_tokens(tmp_path / "a.bin", toks)
+    m = tp.open_shard(str(path))
+    assert isinstance(m, np.memmap) and m.dtype == np.uint8 and m.shape == (10_000,)
+    np.testing.assert_array_equal(np.asarray(m), toks)
+
+
+@pytest.mark.parametrize("kind", ["magic", "version", "count_larger", "count_smaller", "short", "tiny"])
+def test_open_shard_rejects_corrupt_shards_naming_the_file(tmp_path, kind):
+    toks = np.arange(100, dtype=np.uint8) % 29
+    path = tmp_path / f"corrupt_{kind}.bin"
+    if kind == "magic":
+        write_tokens(path, toks, magic=12345)
+    elif kind == "version":
+        write_tokens(path, toks, version=2)
+    elif kind == "count_larger":
+        write_tokens(path, toks, n_tokens=101)
+    elif kind == "count_smaller":
+        write_tokens(path, toks, n_tokens=99)
+    elif kind == "short":  # shorter than the 1024-byte header
+        path.write_bytes(np.array([tp.MAGIC, 1, 0], "<i4").tobytes() + bytes(100))
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(ValueError) as e:
+        tp.open_shard(str(path))
+    assert str(path) in str(e.value)
+
+
+def test_index_sequences_finds_every_sequence(tmp_path):
+    rng = np.random.default_rng(2)
+    groups = [random_sequences(rng, 7, 0, 50), random_sequences(rng, 1), random_sequences(rng, 12, 1, 400)]
+    paths = [str(write_sequences(tmp_path / f"s_{k}.bin", g)) for k, g in enumerate(groups)]
+    shards, seqs = tp.index_sequences(paths)
+    expected = []
+    for k, g in enumerate(groups):
+        pos = 0
+        for s in g:
+            expected.append((k, pos, pos + len(s) + 2))
+            pos += len(s) + 2
+    assert seqs.dtype == np.int64 and seqs.shape == (len(expected), 3)
+    assert [tuple(r) for r in seqs.tolist()] == expected
+    flat = [s for g in groups for s in g]
+    for (k, a, b), s in zip(seqs, flat):
+        np.testing.assert_array_equal(np.asarray(shards[k][a:b]), frame(s))
+    # scanning in small chunks (sequence starts across chunk boundaries) gives the same index
+    _, seqs_small = tp.index_sequences(paths, chunk=7)
+    np.testing.assert_array_equal(seqs_small, seqs)
+
+
+@pytest.mark.parametrize("tokens", [[5, 6, 2, 0, 4, 2], [0, 4, 33, 2], [0, 4, 2, 0, 255, 2], []],
+                         ids=["no_leading_cls", "id_33", "id_255", "empty"])
+def test_index_sequences_rejects_bad_shards_naming_the_file(tmp_path, tokens):
+    good = write_sequences(tmp_path / "good.bin", [[4, 5, 6]])
+    bad = write_tokens(tmp_path / "bad.bin", np.array(tokens, np.uint8))
+    with pytest.raises(ValueError) as e:
+        tp.index_sequences([str(good), str(bad)], chunk=2)
+    assert str(bad) in str(e.value)
+
+
+def test_resolve_files_sorted_and_missing(tmp_path):
+    for name in ("x_002.bin", "x_000.bin", "x_001.bin"):
+        (tmp_path / name).write_bytes(b"")
+    assert tp.resolve_files(str(tmp_path / "x_*.bin"), "train") == [str(tmp_path / f"x_00{i}.bin") for i in range(3)]
+    with pytest.raises(FileNotFoundError, match="valid"):
+        tp.resolve_files(str(tmp_path / "nothing_*.bin"), "valid")
+
+
+# ==========================================================================================================
+# 3. Distributed packed loader
+
+
+LOADER_ARGS = ["--tokens_per_micro_batch", "1024", "--max_length", "256"]
+LOADER_SEED = 7
+
+
+def _one_pass(loader, n_seqs):
+    """Consume loader.batches() for exactly one pass (n_seqs sequences): returns the list of batches."""
+    out, seen = [], 0
+    for tokens, starts, real, sumsq in loader.batches():
+        out.append((tokens.copy(), starts.copy(), real, sumsq))
+        seen += len(split_at_starts(tokens, starts, real))
+        if seen >= n_seqs:
+            break
+    assert seen == n_seqs, "a pass must end exactly at a batch boundary"
+    return out
+
+
+def _dist_worker(rank, world_size, paths, store_file, out_dir):
+    """One rank of the 2-process test (spawned): data split, one pass of batches, and a distributed evaluate."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world_size)
+    try:
+        cfg = tp.parse_config(LOADER_ARGS, has_gpu=False)
+        loader = tp.PackedLoader(paths, cfg, rank, world_size, torch.device("cpu"), LOADER_SEED)
+        mine = loader.rank_sequences(0)
+        batches = _one_pass(loader, len(mine))
+        pieces = [p.tolist() for t, s, real, _ in batches for p in split_at_starts(t, s, real)]
+        # distributed evaluation of a fixed model on an odd number of batches (one rank gets an all-pad batch)
+        ecfg = tp.parse_config(["--tokens_per_micro_batch", "512", "--max_length", "256"], has_gpu=False)
+        valid, _ = tp.eval_batches(paths, ecfg)
+        model = perturbed_model(seed=3)
+        val = tp.evaluate(model, valid, torch.device("cpu"), rank, world_size, contextlib.nullcontext())
+        res = dict(epoch0=mine.tolist(), epoch1=loader.rank_sequences(1).tolist(), pieces=pieces,
+                   real=sum(b[2] for b in batches), n_eval_batches=len(valid), val=val)
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(res))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture
+def loader_shards(tmp_path):
+    rng = np.random.default_rng(5)
+    groups = [random_sequences(rng, 60, 1, 400), random_sequences(rng, 45, 1, 200), random_sequences(rng, 30)]
+    paths = [str(write_sequences(tmp_path / f"d_train_{k:06d}.bin", g)) for k, g in enumerate(groups)]
+    return paths, [s for g in groups for s in g]
+
+
+def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_shards):
+    paths, flat = loader_shards
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = mp.start_processes(_dist_worker, args=(2, paths, str(tmp_path / "store"), str(out)), nprocs=2,
+                             join=False, start_method="spawn")
+    deadline = time.time() + 180
+    try:
+        while not ctx.join(timeout=1):
+            assert time.time() < deadline, "distributed workers did not finish in time"
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+    r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in range(2))
+    n = len(flat)
+    for epoch in ("epoch0", "epoch1"):
+        a, b = set(r0[epoch]), set(r1[epoch])
+        assert len(a) == len(r0[epoch]) and len(b) == len(r1[epoch])  # no repeats within a rank
+        assert not a & b
+        assert a | b == set(range(n))
+        assert abs(len(a) - len(b)) <= 1
+    assert r0["epoch0"] != r0["epoch1"]  # a new permutation each pass
+    # what each rank actually packed: its own sequences (cropped to 256), nothing of the other rank's
+    for r in (r0, r1):
+        assert len(r["pieces"]) == len(r["epoch0"])
+        for i, piece in zip(r["epoch0"], r["pieces"]):
+            full = frame(flat[i]).tolist()
+            assert len(piece) == min(len(full), 256)
+            assert any(full[a:a + len(piece)] == piece for a in range(len(full) - len(piece) + 1))
+    assert r0["real"] + r1["real"] == sum(min(len(s) + 2, 256) for s in flat)
+    # evaluation: the sums reduced over 2 ranks equal one process evaluating everything
+    assert r0["n_eval_batches"] % 2 == 1  # one rank ran an all-padding batch
+    assert r0["val"] == r1["val"]
+    ecfg = cfg_of("--tokens_per_micro_batch", 512, "--max_length", 256)
+    valid, _ = tp.eval_batches(paths, ecfg)
+    single = tp.evaluate(perturbed_model(seed=3), valid, torch.device("cpu"), 0, 1, contextlib.nullcontext())
+    assert r0["val"]["masked_tokens"] == single["masked_tokens"]
+    assert r0["val"]["loss"] == pytest.approx(single["loss"], rel=1e-9)
+    for k in ("accuracy", "precision", "recall", "f1", "mcc"):
+        assert r0["val"][k] == pytest.approx(single[k], abs=1e-12)
+
+
+def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
+    paths, flat = loader_shards
+    T, max_len = 512, 128
+    cfg = cfg_of("--tokens_per_micro_batch", T, "--max_length", max_len)
+    rank, world = 1, 2
+    loader = tp.PackedLoader(paths, cfg, rank, world, torch.device("cpu"), LOADER_SEED)
+    order = loader.rank_sequences(0)
+    np.testing.assert_array_equal(order, np.random.default_rng([LOADER_SEED, 0]).permutation(len(flat))[1::2])
+    batches = _one_pass(loader, len(order))
+    pieces, offsets = [], []
+    for tokens, starts, real, sumsq in batches:
+        assert tokens.shape == (T,) and tokens.dtype == np.uint8 and starts.shape == (T,) and starts.dtype == bool
+        assert 0 < real <= T and starts[0]
+        assert (tokens[real:] == PAD).all()
+        # padding is split into pieces of at most max_length, each marked as a start
+        np.testing.assert_array_equal(np.flatnonzero(starts[real:]) + real, np.arange(real, T, max_len))
+        got = split_at_starts(tokens, starts, real)
+        assert real == sum(len(p) for p in got)  # real token count == sum of the sequence lengths
+        assert sumsq == sum(len(p) ** 2 for p in got)
+        pieces += got
+    assert len(pieces) == len(order)
+    # no batch could have taken the next sequence (greedy packing)
+    n_in = [len(split_at_starts(t, s, r)) for t, s, r, _ in batches]
+    first_of_next = np.cumsum(n_in)[:-1]
+    for (t, s, real, _), j in zip(batches[:-1], first_of_next):
+        assert real + len(pieces[j]) > T
+    cropped_at = []
+    for i, piece in zip(order, pieces):
+        full = frame(flat[i])
+        if len(full) <= max_len:
+            np.testing.assert_array_equal(piece, full)
+            continue
+        assert len(piece) == max_len
+        hits = [a for a in range(len(full) - max_len + 1) if np.array_equal(full[a:a + max_len], piece)]
+        assert hits, "a cropped sequence must be a contiguous window of the original"
+        a = hits[0]
+        cropped_at.append(a)
+        assert (piece[0] == CLS) == (a == 0)  # <cls> only when the window touches the start
+        assert (piece[-1] == EOS) == (a + max_len == len(full))  # <eos> only when it touches the end
+        assert ((piece == CLS).sum(), (piece == EOS).sum()) == (int(a == 0), int(a + max_len == len(full)))
+    assert len(cropped_at) >= 10 and len(set(cropped_at)) > 3  # windows really are random
+    # the background thread serves the same batches, as torch tensors
+    tokens, starts = loader.next()
+    assert tokens.dtype == torch.int64 and starts.dtype == torch.bool
+    np.testing.assert_array_equal(tokens.numpy(), batches[0][0].astype(np.int64))
+    np.testing.assert_array_equal(starts.numpy(), batches[0][1])
+    assert loader.last == (batches[0][2], batches[0][3])
+
+
+# ==========================================================================================================
+# 4. Masking
+
+
+def test_mask_tokens_statistics():
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    tokens = torch.randint(4, 29, (n,), generator=g)
+    special = torch.rand(n, generator=g) < 0.1
+    tokens[special] = torch.tensor([CLS, PAD, EOS])[torch.randint(0, 3, (int(special.sum()),), generator=g)]
+    rate = 0.2
+    inputs, labels = tp.mask_tokens(tokens.clone(), rate, torch.Generator().manual_seed(1))
+    assert inputs.dtype == torch.int64 and labels.dtype == torch.int64 and inputs.shape == tokens.shape
+
+    is_res = (tokens >= 4) & (tokens <= 28)
+    sel = labels != -100
+    assert not (sel & ~is_res).any()  # <cls>/<eos>/<pad> are never selected ...
+    assert torch.equal(inputs[~is_res], tokens[~is_res])  # ... nor changed
+    assert torch.equal(inputs[~sel], tokens[~sel])  # nothing unselected changes
+    assert torch.equal(labels[sel], tokens[sel])  # labels: the original token where selected, -100 elsewhere
+
+    n_res, n_sel = int(is_res.sum()), int(sel.sum())
+    se = math.sqrt(rate * (1 - rate) / n_res)
+    assert abs(n_sel / n_res - rate) < 4 * se
+
+    s_in, s_tok = inputs[sel], tokens[sel]
+    masked = s_in == MASK
+    same = s_in == s_tok
+    changed = ~masked & ~same
+    # random replacements are canonical amino acids only
+    assert ((s_in[changed] >= 4) & (s_in[changed] <= 23)).all()
+    assert set(s_in[~masked].tolist()) <= set(range(4, 29))
+    # expected fractions: 80% <mask>; 10% random canonical (equal to the original with prob 1/20 when the
+    # original is canonical); 10% unchanged
+    canon = ((s_tok >= 4) & (s_tok <= 23)).double()
+    p_mask = torch.full_like(canon, 0.8)
+    p_same = 0.1 + 0.1 * canon / 20
+    p_changed = 0.1 - 0.1 * canon / 20
+    for obs, p in ((masked, p_mask), (same, p_same), (changed, p_changed)):
+        expected, var = float(p.sum()), float((p * (1 - p)).sum())
+        assert abs(float(obs.sum()) - expected) < 4 * math.sqrt(var), (float(obs.sum()), expected)
+    # the random replacements are spread over all 20 canonical ids
+    counts = torch.bincount(s_in[changed], minlength=24)[4:24].double()
+    assert (counts > 0).all()
+    assert (counts - counts.mean()).abs().max() < 5 * counts.mean().sqrt()
+
+    # seeded: same generator seed -> same masks; different seed -> different
+    again = tp.mask_tokens(tokens.clone(), rate, torch.Generator().manual_seed(1))
+    other = tp.mask_tokens(tokens.clone(), rate, torch.Generator().manual_seed(2))
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], labels)
+    assert not torch.equal(other[1], labels)
+
+
+def test_mask_tokens_rate_extremes():
+    tokens = torch.tensor([0, 4, 5, 23, 24, 28, 2, 1, 1])
+    inp, lab = tp.mask_tokens(tokens, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(inp, tokens) and (lab == -100).all()
+    inp, lab = tp.mask_tokens(tokens, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(lab != -100, torch.tensor([0, 1, 1, 1, 1, 1, 0, 0, 0], dtype=torch.bool))
+
+
+# ==========================================================================================================
+# 5. Attention stays inside each sequence
+
+
+def _packed_row(seqs, T):
+    tokens = torch.full((T,), PAD, dtype=torch.int64)
+    starts = torch.zeros(T, dtype=torch.bool)
+    pos, spans = 0, []
+    for s in seqs:
+        tokens[pos:pos + len(s)] = torch.as_tensor(s)
+        starts[pos] = True
+        spans.append((pos, pos + len(s)))
+        pos += len(s)
+    starts[pos::128] = True
+    return tokens, starts, spans
+
+
+@torch.no_grad()
+def test_attention_does_not_leak_across_sequences():
+    model = perturbed_model()
+    rng = np.random.default_rng(0)
+    seqs = [frame(rng.integers(4, 24, n)) for n in (58, 90, 47)]
+    tokens, starts, spans = _packed_row(seqs, 256)
+    base = model(tokens, starts)
+    assert base.shape == (256, 33) and base.dtype == torch.float32 and base.isfinite().all()
+    for victim in range(3):
+        a, b = spans[victim]
+        t2 = tokens.clone()
+        t2[a + 1:b - 1] = torch.as_tensor(rng.integers(4, 24, b - a - 2))
+        out = model(t2, starts)
+        keep = torch.ones(256, dtype=torch.bool)
+        keep[a:b] = False
+        torch.testing.assert_close(out[keep], base[keep], atol=1e-5, rtol=0)
+        assert (out[a:b] - base[a:b]).abs().max() > 1e-2  # the changed sequence's logits did change
+
+
+@torch.no_grad()
+def test_logits_do_not_depend_on_where_a_sequence_is_packed():
+    """Positions restart at each sequence (RoPE) and attention is per sequence: a sequence's logits are the
+    same alone at offset 0, or after other sequences."""
+    model = perturbed_model()
+    rng = np.random.default_rng(1)
+    s = frame(rng.integers(4, 24, 40))
+    alone_t, alone_s, _ = _packed_row([s], 256)
+    alone = model(alone_t, alone_s)[:len(s)]
+    others = [frame(rng.integers(4, 24, n)) for n in (30, 77)]
+    t, st, spans = _packed_row(others + [s], 256)
+    a, b = spans[-1]
+    torch.testing.assert_close(model(t, st)[a:b], alone, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_attention_window():
+    model = perturbed_model()
+    state = model.state_dict()
+    rng = np.random.default_rng(2)
+    seqs = [frame(rng.integers(4, 24, n)) for n in (118, 60)]
+    tokens, starts, spans = _packed_row(seqs, 256)
+    base = model(tokens, starts)
+    wide = perturbed_model("--attention_window", 1000)
+    wide.load_state_dict(state)
+    torch.testing.assert_close(wide(tokens, starts), base, atol=1e-5, rtol=0)  # window >= length == no window
+
+    w, L = 3, model.cfg.num_layers
+    local = perturbed_model("--attention_window", w)
+    local.load_state_dict(state)
+    out = local(tokens, starts)
+    assert out.isfinite().all()
+    assert (out - base).abs().max() > 1e-3  # the window is applied
+    # receptive field: with window w and L layers a token can only influence positions within L*w of it
+    p = 60
+    t2 = tokens.clone()
+    t2[p] = 4 if int(tokens[p]) != 4 else 5
+    diff = (local(t2, starts) - out).abs().amax(-1)
+    idx = torch.arange(256)
+    assert diff[(idx - p).abs() > L * w].max() < 1e-5
+    assert diff[p] > 1e-3
+    assert diff[(idx - p).abs() > w].max() > 1e-4  # information does travel further through the layers
+    # ... whereas without a window the change reaches the whole sequence (and only it)
+    full = (model(t2, starts) - base).abs().amax(-1)
+    a, b = spans[0]
+    assert full[a:b][(idx[a:b] - p).abs() > L * w].min() > 0
+    assert full[b:].max() < 1e-5
+
+
+def test_document_ids_positions_restart_at_each_start():
+    starts = torch.zeros(20, dtype=torch.bool)
+    starts[[0, 3, 4, 10, 16]] = True
+    doc, pos = tp.document_ids(starts)
+    assert doc.tolist() == [0] * 3 + [1] + [2] * 6 + [3] * 6 + [4] * 4
+    assert pos.tolist() == [0, 1, 2, 0, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+
+
+def _bounds(starts_idx, T):
+    e = [int(i) for i in starts_idx] + [T]
+    return list(zip(e[:-1], e[1:]))
+
+
+def _segments(starts_idx, T):
+    """The sequence layout argument of segment_attention: a list of lengths (current API) or, in older
+    versions of the file, a list of (start, end) offsets."""
+    bounds = _bounds(starts_idx, T)
+    if "lengths" in inspect.signature(tp.segment_attention).parameters:
+        return [b - a for a, b in bounds]
+    return bounds
+
+
+LAYOUTS = [  # sequence starts in a T = 1024 row: long sequences across blocks, many tiny ones in one block
+    [0, 5, 130, 131, 400, 700, 1000],
+    [0, 128, 256, 300, 301, 302, 303, 512, 1023],
+    [0] + list(range(640, 1024, 19)),
+]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("window", [0, 4, 130])
+@pytest.mark.parametrize("layout", range(len(LAYOUTS)))
+def test_flex_document_block_mask_equals_segment_attention(layout, window):
+    T, H, d = 1024, 2, 16
+    starts = torch.zeros(T, dtype=torch.bool)
+    starts[LAYOUTS[layout]] = True
+    doc, _ = tp.document_ids(starts)
+    g = torch.Generator().manual_seed(layout)
+    q, k, v = (torch.randn(1, H, T, d, generator=g) for _ in range(3))
+    bm = tp.document_block_mask(doc, window)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        y_flex = tp.flex_attention(q, k, v, block_mask=bm)  # eager on CPU (no grad): unfused reference path
+    y_seg = tp.segment_attention(q, k, v, _segments(LAYOUTS[layout], T), window)
+    assert y_flex.shape == y_seg.shape == (1, H, T, d)
+    torch.testing.assert_close(y_flex, y_seg, atol=1e-5, rtol=0)
+    # and against a dense masked attention over the whole row
+    i = torch.arange(T)
+    dense = (doc[:, None] == doc[None, :]) & (((i[:, None] - i[None, :]).abs() <= window) if window else True)
+    y_dense = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+    torch.testing.assert_close(y_seg, y_dense, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("window", [0, 1, 4, 127, 128, 129, 200, 300])
+@pytest.mark.parametrize("layout", range(len(LAYOUTS)))
+def test_document_block_mask_block_structure(layout, window):
+    """Eager flex_attention on CPU evaluates mask_mod everywhere and ignores the block lists, so check them
+    directly: partial blocks == blocks with some but not all pairs allowed, full blocks == all pairs allowed,
+    and mask_mod == the exact token-level mask."""
+    T, B = 1024, tp.FLEX_BLOCK
+    starts = torch.zeros(T, dtype=torch.bool)
+    starts[LAYOUTS[layout]] = True
+    doc, _ = tp.document_ids(starts)
+    bm = tp.document_block_mask(doc, window)
+    i = torch.arange(T)
+    exact = doc[:, None] == doc[None, :]
+    if window:
+        exact &= (i[:, None] - i[None, :]).abs() <= window
+    torch.testing.assert_close(bm.mask_mod(0, 0, i[:, None], i[None, :]), exact)
+    nb = T // B
+    blocks = exact.view(nb, B, nb, B)
+    any_, all_ = blocks.any(3).any(1), blocks.all(3).all(1)
+
+    def as_dense(num, idx):
+        out = torch.zeros(nb, nb, dtype=torch.bool)
+        for r in range(nb):
+            cols = idx[0, 0, r, :num[0, 0, r]].long()
+            assert len(set(cols.tolist())) == len(cols)
+            out[r, cols] = True
+        return out
+
+    partial = as_dense(bm.kv_num_blocks, bm.kv_indices)
+    full = as_dense(bm.full_kv_num_blocks, bm.full_kv_indices)
+    assert torch.equal(full, all_)
+    assert torch.equal(partial, any_ & ~all_)
+
+
+# ==========================================================================================================
+# 6. Muon
+
+
+def _singular_values(X):
+    return torch.linalg.svdvals(X.double())
+
+
+@pytest.mark.parametrize("shape", [(768, 1536), (1536, 768)])
+def test_newton_schulz_gaussian(shape):
+    G = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    X = tp.newton_schulz(G)
+    assert X.shape == G.shape and X.dtype == torch.float32
+    s = _singular_values(X)
+    assert s.min() > 0.6 and s.max() < 1.2, (s.min(), s.max())
+
+
+def test_newton_schulz_batch_well_conditioned():
+    g = torch.Generator().manual_seed(1)
+    mats = []
+    for _ in range(3):
+        U, _ = torch.linalg.qr(torch.randn(256, 256, generator=g, dtype=torch.float64))
+        Vm, _ = torch.linalg.qr(torch.randn(256, 256, generator=g, dtype=torch.float64))
+        s = 1 + 9 * torch.rand(256, generator=g, dtype=torch.float64)
+        s[0], s[1] = 1.0, 10.0
+        mats.append(U @ torch.diag(s) @ Vm.T)
+    G = torch.stack(mats).float()
+    X = tp.newton_schulz(G)
+    assert X.shape == (3, 256, 256)
+    for j in range(3):
+        s = _singular_values(X[j])
+        assert s.min() > 0.6 and s.max() < 1.2, (j, s.min(), s.max())
+        # each matrix orthogonalised on its own: same singular vectors as G (polar factor direction)
+        Ug, _, Vg = torch.linalg.svd(G[j].double())
+        assert torch.dist(Ug.T @ X[j].double() @ Vg.T, torch.diag(torch.diagonal(Ug.T @ X[j].double() @ Vg.T))) < 1e-2
+
+
+def test_make_optimizers_groups():
+    model = perturbed_model()
+    cfg = model.cfg
+    opts, counts = tp.make_optimizers(model, cfg, fused=False)
+    adam, muon = opts
+    assert isinstance(adam, torch.optim.Adam) and isinstance(muon, tp.Muon)
+    named = dict(model.named_parameters())
+    by_id = {id(p): n for n, p in named.items()}
+    placed = [by_id[id(p)] for o in opts for g in o.param_groups for p in g["params"]]
+    assert sorted(placed) == sorted(named)  # every parameter in exactly one group
+    muon_names = {by_id[id(p)] for p in muon.param_groups[0]["params"]}
+    assert muon_names == {n for n, p in named.items() if n.startswith("blocks.") and p.dim() >= 2}
+    assert all(named[n].dim() in (2, 3) for n in muon_names)
+    embed, head, scalar = ({by_id[id(p)] for p in g["params"]} for g in adam.param_groups)
+    assert embed == {"embed.weight"} | {f"value_embeds.{i}.weight" for i in range(cfg.num_value_embeds)}
+    assert head == {"head_dense.weight", "decoder.weight", "decoder.bias"}
+    assert all(named[n].dim() <= 1 for n in scalar) and "skip_weights" in scalar
+    assert [g["lr"] for g in adam.param_groups] == [cfg.lr_embed, cfg.lr_head, cfg.lr_scalar]
+    assert muon.param_groups[0]["lr"] == cfg.lr_hidden
+    assert all(g["initial_lr"] == g["lr"] for o in opts for g in o.param_groups)
+    assert counts["muon"] == (len(muon_names), sum(named[n].numel() for n in muon_names))
+    assert sum(m for _, m in counts.values()) == sum(p.numel() for p in model.parameters())
+
+
+def test_muon_step_is_the_orthogonalised_gradient():
+    model = perturbed_model()
+    opts, _ = tp.make_optimizers(model, model.cfg, fused=False)
+    muon = opts[1]
+    rng = np.random.default_rng(0)
+    tokens, starts, _ = _packed_row([frame(rng.integers(4, 24, n)) for n in (100, 120)], 256)
+    inputs, labels = tp.mask_tokens(tokens, 0.3, torch.Generator().manual_seed(0))
+    model.train()
+    model(inputs, starts, labels).backward()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    muon.step()
+    lr = muon.param_groups[0]["lr"]
+    muon_ids = {id(p) for p in muon.param_groups[0]["params"]}
+    for n, p in model.named_parameters():
+        if id(p) not in muon_ids:
+            assert torch.equal(p, before[n]), n  # Muon leaves the Adam parameters alone
+            continue
+        delta = p.detach() - before[n]
+        assert delta.abs().max() > 0, n
+        m, k = p.shape[-2:]
+        # first step: the Nesterov update is proportional to the gradient; NS is scale-invariant
+        expected = -lr * max(1, m / k) ** 0.5 * tp.newton_schulz(grads[n].view(-1, m, k)).view_as(p)
+        torch.testing.assert_close(delta, expected, atol=1e-5 * lr, rtol=1e-3)
+
+
+def test_lr_multiplier_schedule():
+    cfg = cfg_of("--steps", 100, "--warmup_steps", 10, "--cooldown_frac", 0.4)
+    m = [tp.lr_multiplier(s, cfg) for s in range(100)]
+    assert m[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert m[10:61] == pytest.approx([1.0] * 51)
+    assert m[61:] == pytest.approx([(1 - s / 100) / 0.4 for s in range(61, 100)])
+    assert m[-1] > 0
+
+
+# ==========================================================================================================
+# 7. Evaluation
+
+
+def test_classification_metrics_match_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    classes = np.array(list(range(4, 24)) + [24, 25, 28, 0, 32])
+    p = np.ones(len(classes))
+    p[-5:] = 0.05
+    p[classes == 9] = 0.0  # never true ...
+    for trial in range(5):
+        y_true = rng.choice(classes, 3000, p=p / p.sum())
+        y_pred = np.where(rng.random(3000) < 0.4, y_true, rng.choice(classes, 3000))
+        y_pred[y_pred == 11] = 12  # ... and one canonical class never predicted
+        C = np.bincount(y_true * 33 + y_pred, minlength=33 * 33).reshape(33, 33)
+        got = tp.classification_metrics(C)
+        aa = list(range(4, 24))
+        want = dict(
+            accuracy=sk.accuracy_score(y_true, y_pred),
+            mcc=sk.matthews_corrcoef(y_true, y_pred),
+            precision=sk.precision_score(y_true, y_pred, average="macro", labels=aa, zero_division=0),
+            recall=sk.recall_score(y_true, y_pred, average="macro", labels=aa, zero_division=0),
+            f1=sk.f1_score(y_true, y_pred, average="macro", labels=aa, zero_division=0),
+        )
+        assert set(got) == set(want)
+        for k in want:
+            assert got[k] == pytest.approx(want[k], abs=1e-9), (trial, k)
+    perfect = tp.classification_metrics(np.diag(np.r_[np.zeros(4), np.full(20, 5), np.zeros(9)]).astype(np.int64))
+    assert perfect == dict(accuracy=1.0, precision=1.0, recall=1.0, f1=1.0, mcc=1.0)
+    assert tp.classification_metrics(np.zeros((33, 33), np.int64))["accuracy"] == 0.0
+
+
+def test_unigram_entropy_by_hand():
+    counts = np.zeros(33, np.int64)
+    counts[[0, 1, 2, 32]] = 1000  # specials and <mask> are ignored
+    counts[4], counts[5], counts[28] = 2, 1, 1  # residues: 1/2, 1/4, 1/4
+    assert tp.unigram_entropy(counts) == pytest.approx(1.5 * math.log(2), abs=1e-12)
+    counts[4:24] = 7
+    counts[24:29] = 0
+    assert tp.unigram_entropy(counts) == pytest.approx(math.log(20), abs=1e-12)
+
+
+@pytest.fixture
+def eval_shards(tmp_path):
+    rng = np.random.default_rng(11)
+    groups = [random_sequences(rng, 50, 1, 300), random_sequences(rng, 25, 1, 120)]
+    paths = [str(write_sequences(tmp_path / f"v_valid_{k:06d}.bin", g)) for k, g in enumerate(groups)]
+    return paths, [s for g in groups for s in g]
+
+
+def _eval_pieces(batches):
+    """(inputs, labels) of every real sequence, in order (pieces starting with <cls>; padding starts with <pad>)."""
+    out = []
+    for inputs, starts, labels in batches:
+        for a, b in _bounds(np.flatnonzero(starts), len(starts)):
+            if inputs[a] == CLS:
+                out.append((inputs[a:b], labels[a:b]))
+            else:
+                assert (inputs[a:b] == PAD).all() and (labels[a:b] == -100).all() and b - a <= 256
+    return out
+
+
+def test_eval_batches_masks_do_not_depend_on_batch_size(eval_shards):
+    paths, flat = eval_shards
+    small, counts_small = tp.eval_batches(paths, cfg_of("--tokens_per_micro_batch", 512, "--max_length", 256))
+    big, counts_big = tp.eval_batches(paths, cfg_of("--tokens_per_micro_batch", 2048, "--max_length", 256))
+    assert len(small) > len(big) > 1
+    for batches, T in ((small, 512), (big, 2048)):
+        for inputs, starts, labels in batches:
+            assert inputs.shape == starts.shape == labels.shape == (T,)
+            assert inputs.dtype == np.uint8 and starts.dtype == bool and labels.dtype == np.int16
+    ps, pb = _eval_pieces(small), _eval_pieces(big)
+    assert len(ps) == len(pb) == len(flat)
+    n_res = n_masked = 0
+    for (i1, l1), (i2, l2), s in zip(ps, pb, flat):
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(l1, l2)
+        seq = frame(s)[:256]  # longer sequences keep their first max_length tokens
+        assert len(i1) == len(seq)
+        scored = l1 != -100
+        np.testing.assert_array_equal(l1[scored], seq[scored])
+        assert (i1[scored] == MASK).all()  # every masked input is <mask> (no 80/10/10 at evaluation)
+        np.testing.assert_array_equal(i1[~scored], seq[~scored])
+        assert ((seq[scored] >= 4) & (seq[scored] <= 28)).all()
+        n_res += int(((seq >= 4) & (seq <= 28)).sum())
+        n_masked += int(scored.sum())
+    assert abs(n_masked / n_res - 0.15) < 4 * math.sqrt(0.15 * 0.85 / n_res)
+    expected_counts = np.bincount(np.concatenate([frame(s)[:256] for s in flat]), minlength=33)
+    np.testing.assert_array_equal(counts_small, expected_counts)
+    np.testing.assert_array_equal(counts_big, expected_counts)
+
+
+def test_eval_mask_of_a_sequence_depends_only_on_its_index(eval_shards, tmp_path):
+    """Sequence i's mask is drawn from default_rng([VAL_SEED, i]), whatever shard it is in."""
+    paths, flat = eval_shards
+    cfg = cfg_of("--tokens_per_micro_batch", 1024, "--max_length", 256)
+    ref = _eval_pieces(tp.eval_batches(paths, cfg)[0])
+    for i, ((inputs, labels), s) in enumerate(zip(ref, flat)):
+        seq = frame(s)[:256]
+        picked = (seq >= 4) & (seq <= 28) & (np.random.default_rng([tp.VAL_SEED, i]).random(len(seq)) < 0.15)
+        np.testing.assert_array_equal(labels != -100, picked)
+    # the same sequences regrouped into one shard: identical masks
+    one = str(write_sequences(tmp_path / "joined_valid.bin", flat))
+    again = _eval_pieces(tp.eval_batches([one], cfg)[0])
+    for (i1, l1), (i2, l2) in zip(ref, again):
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(l1, l2)
+
+
+@torch.no_grad()
+def test_evaluate_equals_direct_masked_cross_entropy(eval_shards):
+    paths, _ = eval_shards
+    cfg = cfg_of("--tokens_per_micro_batch", 1024, "--max_length", 128)
+    batches, _ = tp.eval_batches(paths, cfg)
+    model = perturbed_model(seed=4)
+    res = tp.evaluate(model, batches, torch.device("cpu"), 0, 1, contextlib.nullcontext())
+    loss_sum, n, correct = 0.0, 0, 0
+    for inputs, starts, labels in batches:
+        logits = model(torch.from_numpy(inputs).long(), torch.from_numpy(starts)).double()
+        lab = torch.from_numpy(labels).long()
+        m = lab != -100
+        loss_sum += float(-torch.log_softmax(logits[m], -1).gather(1, lab[m][:, None]).sum())
+        n += int(m.sum())
+        correct += int((logits[m].argmax(-1) == lab[m]).sum())
+    assert res["masked_tokens"] == n > 500
+    assert res["loss"] == pytest.approx(loss_sum / n, rel=1e-6)
+    assert res["perplexity"] == pytest.approx(math.exp(loss_sum / n), rel=1e-6)
+    assert res["accuracy"] == pytest.approx(correct / n, abs=1e-12)
+    # an untrained model (zero-initialised decoder) predicts uniformly: loss ln(33)
+    torch.manual_seed(0)
+    fresh = tp.ProteinLM(cfg)
+    assert tp.evaluate(fresh, batches, torch.device("cpu"), 0, 1, contextlib.nullcontext())["loss"] == \
+        pytest.approx(LN_V, abs=1e-6)
+
+
+def test_save_and_load_model_round_trip(tmp_path):
+    model = perturbed_model(seed=5)
+    path = tmp_path / "ck" / "run" / "model.pt"
+    tp.save_model(model, model.cfg, str(path))
+    loaded, cfg = tp.load_model(str(path))
+    assert cfg == model.cfg
+    assert json.loads((path.parent / "config.json").read_text()) == json.loads(json.dumps(vars(model.cfg)))
+    assert isinstance(loaded, tp.ProteinLM) and not loaded.training
+    tokens, starts, _ = _packed_row([frame([4, 5, 6, 7, 8] * 10)], 256)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens, starts), model(tokens, starts), atol=0, rtol=0)
+
+
+# ==========================================================================================================
+# 8. Config
+
+
+def test_parse_config_cpu_and_reference_presets():
+    cfg = tp.parse_config(["--num_layers", "3"], has_gpu=False)
+    assert cfg.preset == "cpu" and cfg.num_layers == 3 and cfg.model_dim == tp.Config.model_dim
+    ref = tp.parse_config([], has_gpu=True)
+    assert ref.preset == "reference"
+    assert (ref.num_layers, ref.model_dim, ref.tokens_per_micro_batch) == (24, 768, 65536)
+    assert (ref.num_heads, ref.mlp_dim, ref.num_value_embeds, ref.max_length) == (6, 1536, 12, 1024)
+    assert tp.parse_config(["--preset", "cpu"], has_gpu=True).preset == "cpu"
+    # command-line flags override the preset
+    over = tp.parse_config(["--steps", "7", "--lr_hidden", "0.5", "--run_id", "r"], has_gpu=True)
+    assert (over.preset, over.steps, over.lr_hidden, over.run_id, over.num_layers) == ("reference", 7, 0.5, "r", 24)
+    assert isinstance(over.lr_hidden, float) and isinstance(over.steps, int)
+    assert tp.parse_config(["--compile", "false"], has_gpu=True).compile is False
+    assert tp.parse_config(["--compile", "1"], has_gpu=False).compile is True
+    assert tp.parse_config(["--save_model", "no"], has_gpu=False).save_model is False
+
+
+def test_unknown_flag_lists_valid_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        tp.parse_config(["--num_layer", "3"], has_gpu=False)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--num_layer" in err and "valid flags" in err
+    listed = err.split("valid flags:")[1].split()
+    assert listed == [f"--{f.name}" for f in tp.dataclasses.fields(tp.Config)]
+
+
+@pytest.mark.parametrize("args", [
+    ["--preset", "huge"],
+    ["--tokens_per_micro_batch", "1000"],
+    ["--tokens_per_micro_batch", "256", "--max_length", "512"],
+    ["--model_dim", "130", "--num_heads", "4"],  # heads of odd size 32.5 / not divisible
+    ["--model_dim", "66", "--num_heads", "2"],  # head size 33: odd (RoPE needs pairs)
+    ["--num_layers", "4", "--num_value_embeds", "3"],
+])
+def test_invalid_configs_exit(args, capsys):
+    with pytest.raises(SystemExit):
+        tp.parse_config(args, has_gpu=False)
+    assert "error" in capsys.readouterr().err
+
+
+def test_reference_model_parameter_count():
+    cfg = tp.parse_config([], has_gpu=True)
+    with torch.device("meta"):
+        model = tp.ProteinLM(cfg)
+    assert sum(p.numel() for p in model.parameters()) == 114_190_989
+    # and the odd-layer mirror: num_value_embeds = (L + 1) // 2 is allowed, the middle block gets its own table
+    cfg3 = cfg_of("--num_layers", 3, "--num_value_embeds", 2)
+    with torch.device("meta"):
+        m3 = tp.ProteinLM(cfg3)
+    assert m3.ve_of_block == [0, 1, 0]
+
+
+# ==========================================================================================================
+# 9. A short CPU training run
+
+
+def _learnable_sequences(rng, n):
+    """Skewed amino-acid usage and period-3 repeats (5% noise): learnable well past ln(33) in a few steps."""
+    p = np.array([8, 6, 5, 4, 3, 3, 2, 2, 2] + [1] * 11, float)
+    out = []
+    for _ in range(n):
+        motif = rng.choice(np.arange(4, 24), size=3, p=p / p.sum())
+        s = np.resize(motif, int(rng.integers(30, 120)))
+        noise = rng.random(len(s)) < 0.05
+        s[noise] = rng.integers(4, 24, int(noise.sum()))
+        out.append(s)
+    return out
+
+
+def test_short_training_run_lowers_validation_loss(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 600), ("valid", 60), ("test", 60)):
+        write_sequences(tmp_path / f"syn_{split}_000000.bin", _learnable_sequences(rng, n))
+    steps = 60
+    args = ["--train_files", str(tmp_path / "syn_train_*.bin"), "--valid_files", str(tmp_path / "syn_valid_*.bin"),
+            "--test_files", str(tmp_path / "syn_test_*.bin"), "--log_dir", str(tmp_path / "logs"),
+            "--out_dir", str(tmp_path / "ck"), "--run_id", "unit", "--seed", "0",
+            "--num_layers", "2", "--model_dim", "64", "--num_heads", "2", "--mlp_dim", "128",
+            "--tokens_per_micro_batch", "1024", "--tokens_per_step", "2048", "--max_length", "128",
+            "--steps", str(steps), "--eval_every", str(steps), "--log_every", "20", "--warmup_steps", "5",
+            "--muon_momentum_warmup_steps", "10", "--lr_hidden", "0.04", "--lr_embed", "0.03", "--lr_head", "0.01"]
+    source_before = Path(tp.__file__).read_text()
+    result = tp.main(args)
+    source_after = Path(tp.__file__).read_text()
+
+    # the untrained model scores exactly ln(33) on this validation set (zero-initialised decoder)
+    cfg = cfg_of(*args)
+    valid, counts = tp.eval_batches([str(tmp_path / "syn_valid_000000.bin")], cfg)
+    torch.manual_seed(0)
+    initial = tp.evaluate(tp.ProteinLM(cfg), valid, torch.device("cpu"), 0, 1, contextlib.nullcontext())
+    assert initial["loss"] == pytest.approx(LN_V, abs=1e-6)
+
+    assert result["steps"] == steps and result["world_size"] == 1 and result["device"] == "cpu"
+    assert result["val_unigram_entropy"] == pytest.approx(tp.unigram_entropy(counts), abs=1e-5)
+    assert result["val_loss"] < LN_V - 1.0, result
+    # it learned from context, not only amino-acid frequencies
+    assert result["val_loss"] < result["val_unigram_entropy"] - 0.5, result
+    assert result["test_loss"] < LN_V - 1.0
+    assert math.isfinite(result["val_loss"]) and result["val_perplexity"] == pytest.approx(
+        math.exp(result["val_loss"]), rel=1e-4)
+    assert result["tokens"] > 0 and 0 <= result["padding_frac"] < 0.2
+
+    # the log starts with the exact source of train_plm.py, then a separator, and ends with the RESULT line
+    log = (tmp_path / "logs" / "unit.txt").read_text()
+    src = next((s for s in (source_before, source_after) if log.startswith(s)), None)
+    assert src is not None, "the log must begin with the exact source of train_plm.py"
+    assert log[len(src):].startswith("=" * 100 + "\n")
+    lines = log[len(src):].splitlines()
+    result_lines = [ln for ln in lines if ln.startswith("RESULT ")]
+    assert len(result_lines) == 1 and lines[-1] == result_lines[0]
+    assert json.loads(result_lines[0][len("RESULT "):]) == result
+    assert any(ln.startswith("config ") and json.loads(ln[7:])["steps"] == steps for ln in lines)
+    assert any(ln.startswith(f"step:{steps}/{steps} val_loss:{result['val_loss']:.4f}") for ln in lines)
+
+    # the saved model loads back and reproduces the reported validation loss
+    path = tmp_path / "ck" / "unit" / "model.pt"
+    model, loaded_cfg = tp.load_model(str(path))
+    assert isinstance(model, tp.ProteinLM)
+    assert loaded_cfg.run_id == "unit" and loaded_cfg.num_layers == 2 and loaded_cfg.steps == steps
+    assert set(model.state_dict()) == set(tp.ProteinLM(loaded_cfg).state_dict())
+    tokens = torch.from_numpy(valid[0][0]).long()
+    starts = torch.from_numpy(valid[0][1])
+    with torch.no_grad():
+        logits = model(tokens, starts)
+    assert logits.shape == (1024, 33) and logits.isfinite().all()
+    again = tp.evaluate(model, valid, torch.device("cpu"), 0, 1, contextlib.nullcontext())
+    assert again["loss"] == pytest.approx(result["val_loss"], abs=1e-5)
