@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +36,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+
+with open(__file__) as _f:
+    SOURCE = _f.read()  # read once at start: every log begins with the exact code that ran
 
 # ----------------------------------------------------------------------------------------------------------
 # Settings: every field is a command-line flag of the same name; presets below override the defaults.
@@ -65,7 +69,7 @@ class Config:
     logit_softcap: float = 32.0
     attention_window: int = 0  # keys at most this many positions away, within the sequence; 0 = whole sequence
     # optimisation: Muon for hidden matrices, Adam for the rest; warm-up, constant, linear cooldown to 0
-    steps: int = 1200
+    steps: int = 200
     lr_hidden: float = 0.02  # Muon
     lr_embed: float = 0.01  # Adam: token and value embeddings
     lr_head: float = 0.004  # Adam: LM head
@@ -73,12 +77,18 @@ class Config:
     warmup_steps: int = 30
     cooldown_frac: float = 0.5  # last fraction of the steps decays the learning rates linearly to 0
     muon_momentum: float = 0.95
-    muon_momentum_warmup_steps: int = 100  # momentum ramps from 0.85 to muon_momentum
+    muon_momentum_warmup_steps: int = 50  # momentum ramps from 0.85 to muon_momentum
     # evaluation and logging
-    eval_every: int = 300  # steps between validation passes (0: only at the end)
-    log_every: int = 25  # steps between log lines (each costs one host-device sync)
+    eval_every: int = 100  # steps between validation passes (0: only at the end)
+    log_every: int = 20  # steps between log lines (each costs one host-device sync)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
-    save_model: bool = True
+    # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
+    save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
+    resume: str = ""  # a checkpoint path, or "latest": the newest readable one of this run_id (or of any run)
+    save_model: bool = True  # export model.safetensors + config.json to out_dir/<run_id>/ at the end
+    hub_repo: str = ""  # also upload that export to this Hugging Face hub repo (needs HF_TOKEN)
+    wandb: bool = False  # log config, metrics and the log file to Weights & Biases (WANDB_MODE=offline works)
+    wandb_project: str = "plm-speedrun"
 
 
 PRESETS = {
@@ -98,14 +108,16 @@ PRESETS = {
 }
 
 
-def parse_config(argv=None, has_gpu=None):
-    """Resolve the config: dataclass defaults < preset < command-line flags.
+def parse_config(argv=None, has_gpu=None, base=None):
+    """Resolve the config: dataclass defaults < preset < command-line flags; with `base` (a dict, e.g. a
+    checkpoint's config): base < command-line flags.
 
     Without --preset, a machine with a GPU gets `reference` and one without gets `cpu`.
     Raises SystemExit (argparse error) on an unknown flag, listing every valid flag.
     """
     fields = dataclasses.fields(Config)
-    parser = argparse.ArgumentParser(description="Pretrain a protein language model (see the module docstring).")
+    parser = argparse.ArgumentParser(description="Pretrain a protein language model (see the module docstring).",
+                                     allow_abbrev=False)  # a typo must not silently set another field
     for f in fields:
         kind = {"bool": lambda s: s.lower() in ("1", "true", "yes"), "int": int, "float": float}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)
@@ -119,7 +131,7 @@ def parse_config(argv=None, has_gpu=None):
     preset = given.get("preset", "reference" if has_gpu else "cpu")
     if preset not in PRESETS:
         parser.error(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
-    cfg = Config(**{**PRESETS[preset], **given, "preset": preset})
+    cfg = Config(**{**PRESETS[preset], **given, "preset": preset}) if base is None else Config(**{**base, **given})
     if cfg.tokens_per_micro_batch % 128 or cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error("tokens_per_micro_batch must be a multiple of 128 and at least max_length")
     if cfg.model_dim % cfg.num_heads or (cfg.model_dim // cfg.num_heads) % 2:
@@ -198,7 +210,8 @@ def index_sequences(paths, chunk=1 << 24):
     """Find every sequence in the shards: returns (shards, seqs) with seqs an (N, 3) int64 array of
     (shard index, start, end) token offsets. Scans in chunks, so memory stays at the index size.
 
-    Raises ValueError naming the file if a shard is empty, does not start with <cls>, or holds ids >= 33.
+    Raises ValueError naming the file if a shard is empty, does not start with <cls>, holds ids >= 33, or
+    has a sequence that does not end with <eos> (a cheap check of the data at start).
     """
     shards, rows = [], []
     for k, path in enumerate(paths):
@@ -213,6 +226,10 @@ def index_sequences(paths, chunk=1 << 24):
             starts.append(np.flatnonzero(block == CLS) + a)
         starts = np.concatenate(starts)
         ends = np.append(starts[1:], len(toks))
+        bad = np.flatnonzero(toks[ends - 1] != EOS)  # reads one byte per sequence
+        if len(bad):
+            raise ValueError(f"{path}: the sequence at token offset {starts[bad[0]]} does not end with <eos> "
+                             f"({len(bad)} such sequences); check the shards with: python data/check.py")
         rows.append(np.stack([np.full_like(starts, k), starts, ends], 1))
         shards.append(toks)
     return shards, np.concatenate(rows).astype(np.int64)
@@ -241,13 +258,18 @@ class PackedLoader:
     skipped. A sequence that no longer fits starts the next micro-batch; the tail is padding (its own
     attention block). Yields (tokens, starts) on `device`: tokens (T,) int64, starts (T,) bool (True at the
     first token of each sequence and of the padding); host-side stats in self.last: real tokens and
-    sum of squared sequence lengths (for attention FLOPs).
+    sum of squared sequence lengths (for attention FLOPs). The stream is a pure function of (seed, rank,
+    world size, position), so `position` = (pass, index into this rank's sequences) after the last batch
+    taken is all a checkpoint needs to resume it exactly (`start`).
     """
 
-    def __init__(self, paths, cfg, rank, world_size, device, seed):
+    def __init__(self, paths, cfg, rank, world_size, device, seed, start=(0, 0)):
         self.shards, self.seqs = index_sequences(paths)
+        if len(self.seqs) < world_size:
+            raise ValueError(f"{paths}: {len(self.seqs)} sequences cannot feed {world_size} ranks")
         self.T, self.max_length = cfg.tokens_per_micro_batch, cfg.max_length
         self.rank, self.world, self.seed, self.device = rank, world_size, seed, device
+        self.position = tuple(start)
         self.queue = queue.Queue(maxsize=8)
         self.thread = threading.Thread(target=self._fill, daemon=True)
         self.thread.start()
@@ -257,36 +279,39 @@ class PackedLoader:
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.seqs))
         return perm[self.rank::self.world]
 
-    def batches(self):
-        """Host-side generator of (tokens uint8 (T,), starts bool (T,), real_tokens, sum_sq_lengths)."""
-        epoch = 0
+    def batches(self, start=(0, 0)):
+        """Host-side generator of (tokens uint8 (T,), starts bool (T,), real_tokens, sum_sq_lengths,
+        position after this batch), beginning at position `start`."""
+        epoch, first = start
         while True:
-            rng = np.random.default_rng([self.seed, epoch, self.rank, 1])
+            order = self.rank_sequences(epoch)
             tokens, starts, pos, sumsq = np.full(self.T, PAD, np.uint8), np.zeros(self.T, bool), 0, 0
-            for i in self.rank_sequences(epoch):
-                k, a, b = self.seqs[i]
-                seq = crop(self.shards[k][a:b], self.max_length, rng)
+            for j in range(first, len(order)):
+                k, a, b = self.seqs[order[j]]
+                seq = self.shards[k][a:b]
+                if len(seq) > self.max_length:  # the window depends only on (seed, pass, sequence)
+                    seq = crop(seq, self.max_length, np.random.default_rng([self.seed, epoch, order[j]]))
                 if pos + len(seq) > self.T:
                     starts[pos::self.max_length] = True  # padding: pieces of at most max_length
-                    yield tokens, starts, pos, sumsq
+                    yield tokens, starts, pos, sumsq, (epoch, j)
                     tokens, starts, pos, sumsq = np.full(self.T, PAD, np.uint8), np.zeros(self.T, bool), 0, 0
                 tokens[pos:pos + len(seq)] = seq
                 starts[pos] = True
                 pos, sumsq = pos + len(seq), sumsq + len(seq) ** 2
+            epoch, first = epoch + 1, 0
             if pos:  # the last batch of a pass is padded, not merged with the next pass
                 starts[pos::self.max_length] = True
-                yield tokens, starts, pos, sumsq
-            epoch += 1
+                yield tokens, starts, pos, sumsq, (epoch, 0)
 
     def _fill(self):
         pin = self.device.type == "cuda"
-        for tokens, starts, real, sumsq in self.batches():
+        for tokens, starts, real, sumsq, position in self.batches(self.position):
             t = torch.from_numpy(np.stack([tokens, starts.astype(np.uint8)]))
-            self.queue.put((t.pin_memory() if pin else t, real, sumsq))
+            self.queue.put((t.pin_memory() if pin else t, real, sumsq, position))
 
     def next(self):
         """Next micro-batch: (tokens (T,) int64, starts (T,) bool) on the device, copied without blocking."""
-        t, real, sumsq = self.queue.get()
+        t, real, sumsq, self.position = self.queue.get()
         self.last = (real, sumsq)
         t = t.to(self.device, non_blocking=True)
         return t[0].long(), t[1].bool()
@@ -705,24 +730,65 @@ def evaluate(model, batches, device, rank, world_size, autocast):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Saving and loading a trained model.
+# Checkpoints (exact resume) and export (the trained model, for evaluation, probing and generation).
+
+SHAPE_FIELDS = ("num_layers", "model_dim", "num_heads", "mlp_dim", "num_value_embeds")
 
 
-def save_model(model, cfg, path):
-    """Write {'config': dict, 'model': state_dict} to path (torch.save) and the config as JSON beside it."""
+def save_checkpoint(path, state):
+    """Write a training checkpoint atomically (temporary file, then rename): a crash mid-write never
+    corrupts an earlier checkpoint. state: dict of tensors, numbers, strings, lists and dicts."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    torch.save({"config": dataclasses.asdict(cfg), "model": model.state_dict()}, path)
-    with open(os.path.join(os.path.dirname(path) or ".", "config.json"), "w") as f:
+    tmp = f"{path}.tmp{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(spec, out_dir, run_id=""):
+    """Find and read a checkpoint: spec is a path, or "latest" = the newest readable ckpt_*.pt under
+    out_dir/<run_id>/ (under out_dir/*/ without run_id). Returns (state dict, path). An unreadable file
+    (e.g. truncated by a crash outside save_checkpoint) is reported and the previous checkpoint is used.
+    Raises FileNotFoundError when there is none (or an explicit path cannot be read)."""
+    if spec != "latest":
+        try:
+            return torch.load(spec, map_location="cpu", weights_only=True), spec
+        except Exception as e:
+            raise FileNotFoundError(f"{spec}: cannot read checkpoint ({e})") from e
+    pattern = os.path.join(out_dir, run_id or "*", "ckpt_*.pt")
+    for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True), path
+        except Exception as e:
+            print(f"skipping unreadable checkpoint {path}: {e}", file=sys.stderr)
+    raise FileNotFoundError(f"no readable checkpoint matches {pattern}")
+
+
+def export_model(model, cfg, folder):
+    """Write folder/model.safetensors (weights of the unwrapped model, float32) and folder/config.json:
+    the format the Hugging Face ecosystem expects. Returns the folder. Needs the safetensors package."""
+    from safetensors.torch import save_file
+    os.makedirs(folder, exist_ok=True)
+    save_file({k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()},
+              os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=2)
+    return folder
 
 
 def load_model(path, device="cpu"):
-    """Load a model written by save_model: returns (ProteinLM in eval mode on device, Config)."""
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    cfg = Config(**ckpt["config"])
-    model = ProteinLM(cfg).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), cfg
+    """Load a trained model: path = an export folder (model.safetensors + config.json, see export_model) or
+    a training checkpoint (.pt). Returns (ProteinLM in eval mode on device, Config)."""
+    if os.path.isdir(path):
+        from safetensors.torch import load_file
+        with open(os.path.join(path, "config.json")) as f:
+            cfg = Config(**json.load(f))
+        weights = load_file(os.path.join(path, "model.safetensors"))
+    else:
+        state, _ = load_checkpoint(path, "")
+        cfg, weights = Config(**state["config"]), state["model"]
+    model = ProteinLM(cfg)
+    model.load_state_dict(weights)
+    return model.to(device).eval(), cfg
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -731,18 +797,23 @@ def load_model(path, device="cpu"):
 
 class Logger:
     """Rank 0 writes logs/<run_id>.txt: this file's source, versions, nvidia-smi, config, then one line per
-    logged step and per evaluation. Other ranks stay silent."""
+    logged step and per evaluation (a resumed run appends to it). With cfg.wandb it also sends config and
+    metrics to Weights & Biases (imported only then; the API key comes from the environment). Other ranks
+    stay silent."""
 
-    def __init__(self, cfg, rank):
-        self.file, self.bar = None, rank == 0 and sys.stdout.isatty()
+    def __init__(self, cfg, rank, resumed=False):
+        self.file, self.bar, self.wandb = None, rank == 0 and sys.stdout.isatty(), None
         if rank != 0:
             return
         os.makedirs(cfg.log_dir, exist_ok=True)
         self.path = os.path.join(cfg.log_dir, f"{cfg.run_id}.txt")
-        self.file = open(self.path, "w")
-        with open(__file__) as f:
-            self.file.write(f.read())
-        self.file.write("=" * 100 + "\n")
+        self.file = open(self.path, "a" if resumed and os.path.exists(self.path) else "w")
+        if self.file.tell() == 0:
+            self.file.write(SOURCE + "=" * 100 + "\n")
+        if cfg.wandb:
+            import wandb
+            self.wandb = wandb.init(project=cfg.wandb_project, name=cfg.run_id, id=cfg.run_id, resume="allow",
+                                    config=dataclasses.asdict(cfg), dir=cfg.log_dir)
 
     def __call__(self, msg, console=True):
         if self.file is None:
@@ -752,10 +823,21 @@ class Logger:
         self.file.write(msg + "\n")
         self.file.flush()
 
+    def metrics(self, step, values):
+        if self.wandb is not None:
+            self.wandb.log(values, step=step)
+
     def progress(self, step, total, msg):
         if self.bar:
             n = int(30 * step / total)
             print(f"\r[{'#' * n}{'.' * (30 - n)}] {step}/{total} {msg}", end="", flush=True)
+
+    def close(self):
+        if self.wandb is not None:
+            self.wandb.save(self.path, base_path=os.path.dirname(self.path), policy="now")
+            self.wandb.finish()
+        if self.file is not None:
+            self.file.close()
 
 
 def environment_report(device):
@@ -804,6 +886,21 @@ def main(argv=None):
         device = torch.device("cpu")
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    ckpt = None
+    if cfg.resume:  # continue a run: its config, with only the flags given here on top
+        ckpt, ckpt_path = load_checkpoint(cfg.resume, cfg.out_dir, cfg.run_id)
+        resume_flag = cfg.resume
+        cfg = parse_config(argv, base=ckpt["config"])
+        old = {k: ckpt["config"][k] for k in SHAPE_FIELDS}
+        if old != {k: getattr(cfg, k) for k in SHAPE_FIELDS}:
+            raise SystemExit(f"{ckpt_path}: checkpoint of a model with {old}; this run asks for "
+                             f"{ {k: getattr(cfg, k) for k in SHAPE_FIELDS} }: refusing to resume")
+        if ckpt["world_size"] != world_size:
+            raise SystemExit(f"{ckpt_path}: written by {ckpt['world_size']} ranks, this run has {world_size}: "
+                             "resume with the same number of GPUs (data positions are per rank)")
+        cfg.resume = resume_flag
+    if cfg.hub_repo and not os.environ.get("HF_TOKEN"):
+        raise SystemExit("--hub_repo uploads with the token in the environment variable HF_TOKEN, which is not set")
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id
@@ -811,7 +908,7 @@ def main(argv=None):
             dist.broadcast_object_list(obj, 0)
             stamp = obj[0]
         cfg.run_id = f"{cfg.preset}_{stamp}"
-    log = Logger(cfg, rank)
+    log = Logger(cfg, rank, resumed=ckpt is not None)
     log(environment_report(device), console=False)
     log("config " + json.dumps(dataclasses.asdict(cfg)))
     micro_per_step = cfg.tokens_per_step // (cfg.tokens_per_micro_batch * world_size)
@@ -853,7 +950,7 @@ def main(argv=None):
             (loss / micro_per_step).backward()
             loss_sum += loss.detach()
         if world_size > 1:
-            grads = [p.grad for p in model.parameters()]
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
             for h in [dist.all_reduce(g, async_op=True) for g in grads]:
                 h.wait()
             torch._foreach_div_(grads, world_size)
@@ -885,17 +982,56 @@ def main(argv=None):
     if peak:
         log(f"measured bf16 matmul peak {peak / 1e12:.0f} TFLOP/s")
 
-    loader = PackedLoader(train_paths, cfg, rank, world_size, device, cfg.seed)
+    # training state: everything a checkpoint holds, so a resumed run continues exactly
+    start_step, train_time, tokens_seen, padded_seen, sumsq_seen, val = 0, 0.0, 0, 0, 0, None
+    data_start = (0, 0)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        for o, st in zip(opts, ckpt["optimizers"]):
+            o.load_state_dict(st)
+        start_step, train_time, val = ckpt["step"], ckpt["train_time"], ckpt["val"]
+        tokens_seen, padded_seen, sumsq_seen = ckpt["tokens_seen"], ckpt["padded_seen"], ckpt["sumsq_seen"]
+        data_start = tuple(ckpt["data_positions"][rank])
+        mask_gen.set_state(ckpt["mask_rng"][rank])
+        log(f"resumed from {ckpt_path} at step {start_step}"
+            + ("" if ckpt["source"] == SOURCE else " (warning: train_plm.py changed since it was written)"))
+        del ckpt
+    loader = PackedLoader(train_paths, cfg, rank, world_size, device, cfg.seed, start=data_start)
+    last_ckpt = None
+
+    def checkpoint(step_done):
+        per_rank = [None] * world_size
+        mine = (list(loader.position), mask_gen.get_state())
+        if world_size > 1:
+            dist.all_gather_object(per_rank, mine)
+        else:
+            per_rank = [mine]
+        path = os.path.join(cfg.out_dir, cfg.run_id, f"ckpt_{step_done:06d}.pt")
+        if rank == 0:
+            save_checkpoint(path, dict(
+                config=dataclasses.asdict(cfg), source=SOURCE, world_size=world_size, step=step_done,
+                model=model.state_dict(), optimizers=[o.state_dict() for o in opts], train_time=train_time,
+                tokens_seen=tokens_seen, padded_seen=padded_seen, sumsq_seen=sumsq_seen, val=val,
+                data_positions=[p for p, _ in per_rank], mask_rng=[r for _, r in per_rank]))
+            log(f"checkpoint {path}")
+        return path
+
+    # SIGTERM / SIGINT: finish the current step, write a checkpoint, exit cleanly
+    stop = []
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, lambda signum, frame: stop.append(signal.Signals(signum).name))
+
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step_events = []
-    tokens_seen = padded_seen = sumsq_seen = 0
-    train_time = 0.0
-    last_log_tokens, last_log_time = 0, 0.0
-    val = None
+    last_log_tokens, last_log_time = tokens_seen, train_time
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # checked at log steps: no sync per step
     sync()
     t0 = time.perf_counter()
-    for step in range(cfg.steps):
+    for step in range(start_step, cfg.steps):
         loss, real, sumsq = train_step(loader, step)
+        nonfinite |= ~torch.isfinite(loss)
         tokens_seen += real
         padded_seen += micro_per_step * cfg.tokens_per_micro_batch - real
         sumsq_seen += sumsq
@@ -903,18 +1039,22 @@ def main(argv=None):
             step_events.append(torch.cuda.Event(enable_timing=True))
             step_events[-1].record()
         last = step == cfg.steps - 1
-        if (step + 1) % cfg.log_every == 0 or last:
+        at_log = (step + 1) % cfg.log_every == 0 or last
+        if at_log:
             sync()
             now = train_time + time.perf_counter() - t0
             loss_val = loss.item()  # the step's mean train loss on this rank
             tps = (tokens_seen - last_log_tokens) * world_size / max(now - last_log_time, 1e-9)
             last_log_tokens, last_log_time = tokens_seen, now
             log(f"step:{step + 1}/{cfg.steps} train_loss:{loss_val:.4f} lr_mult:{lr_multiplier(step, cfg):.3f} "
-                f"tokens/s:{tps:,.0f} train_time:{now:.1f}s padding:{padded_seen / (padded_seen + tokens_seen):.4f}",
-)
+                f"tokens/s:{tps:,.0f} train_time:{now:.1f}s padding:{padded_seen / (padded_seen + tokens_seen):.4f}")
+            log.metrics(step + 1, dict(train_loss=loss_val, lr_mult=lr_multiplier(step, cfg), tokens_per_s=tps,
+                                       train_time_s=now))
             log.progress(step + 1, cfg.steps, f"loss {loss_val:.3f}")
-            if not math.isfinite(loss_val):
-                raise SystemExit(f"non-finite train loss at step {step + 1}; lower the learning rates")
+            if nonfinite.item():
+                raise SystemExit(f"non-finite train loss by step {step + 1} (first after step "
+                                 f"{step + 1 - cfg.log_every}); last good checkpoint: {last_ckpt or 'none'}. "
+                                 "Lower the learning rates, or check the data, then resume from it.")
         if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last:
             sync()
             train_time += time.perf_counter() - t0
@@ -922,10 +1062,33 @@ def main(argv=None):
             log(f"step:{step + 1}/{cfg.steps} val_loss:{val['loss']:.4f} val_ppl:{val['perplexity']:.3f} "
                 f"val_acc:{val['accuracy']:.4f} val_f1:{val['f1']:.4f} val_mcc:{val['mcc']:.4f} "
                 f"train_time:{train_time:.1f}s tokens:{tokens_seen * world_size:,}")
+            log.metrics(step + 1, {f"val_{k}": v for k, v in val.items()})
             sync()
             t0 = time.perf_counter()
+        # a stop request is acted on after this step alone; with several ranks at log steps, where they agree
+        if world_size > 1 and at_log:
+            flag = torch.tensor(float(bool(stop)), device=device)
+            dist.all_reduce(flag)
+            if flag.item() and not stop:
+                stop.append("stop request of another rank")
+        stopping = bool(stop) and (world_size == 1 or at_log)
+        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or stopping:
+            sync()
+            train_time += time.perf_counter() - t0
+            last_ckpt = checkpoint(step + 1)
+            t0 = time.perf_counter()
+        if stopping:
+            log(f"{stop[0]}: stopped after step {step + 1}; continue with: python train_plm.py --resume {last_ckpt}")
+            log.close()
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+            if distributed:
+                dist.destroy_process_group()
+            return None
     sync()
     train_time += time.perf_counter() - t0
+    for sig, h in handlers.items():
+        signal.signal(sig, h)
 
     test_batches, _ = eval_batches(resolve_files(cfg.test_files, "test"), cfg)
     test = evaluate(train_model, test_batches, device, rank, world_size, autocast)
@@ -940,12 +1103,13 @@ def main(argv=None):
         step_ms = float(np.median(dts[len(dts) // 10:])) if dts else None  # steady state: skip the first 10%
     mean_sq = sumsq_seen / max(tokens_seen, 1)
     fpt = flops_per_token(model, mean_sq)
-    tps = tokens_total / train_time
+    tps = tokens_total / max(train_time, 1e-9)
     result = dict(preset=cfg.preset, seed=cfg.seed, world_size=world_size, val_loss=round(val["loss"], 5),
                   val_perplexity=round(val["perplexity"], 4), val_accuracy=round(val["accuracy"], 5),
                   val_f1=round(val["f1"], 5), val_mcc=round(val["mcc"], 5),
                   val_unigram_entropy=round(val_entropy, 5), test_loss=round(test["loss"], 5),
                   steps=cfg.steps, tokens=tokens_total, train_time_s=round(train_time, 2),
+                  gpu_hours=round(world_size * train_time / 3600, 5) if device.type == "cuda" else 0.0,
                   tokens_per_s=round(tps), step_time_ms_median=step_ms and round(step_ms, 1),
                   padding_frac=round(padded_seen / max(padded_seen + tokens_seen, 1), 5),
                   flops_per_token=round(fpt), mfu=peak and round(fpt * tps / (peak * world_size), 4),
@@ -953,10 +1117,17 @@ def main(argv=None):
                   device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                   run_id=cfg.run_id)
     if rank == 0 and cfg.save_model:
-        path = os.path.join(cfg.out_dir, cfg.run_id, "model.pt")
-        save_model(model, cfg, path)
-        log(f"saved {path}")
+        folder = export_model(model, cfg, os.path.join(cfg.out_dir, cfg.run_id))
+        log(f"exported {folder}/model.safetensors and config.json (train_plm.load_model loads them)")
+        if cfg.hub_repo:
+            from huggingface_hub import HfApi
+            api = HfApi(token=os.environ["HF_TOKEN"])
+            api.create_repo(cfg.hub_repo, exist_ok=True)
+            api.upload_folder(folder_path=folder, repo_id=cfg.hub_repo, allow_patterns=["*.safetensors", "*.json"])
+            log(f"uploaded to https://huggingface.co/{cfg.hub_repo}")
+    log.metrics(cfg.steps, {f"test_{k}": v for k, v in test.items()})
     log("RESULT " + json.dumps(result))
+    log.close()
     if distributed:
         dist.destroy_process_group()
     return result

@@ -1,6 +1,7 @@
 """Tests for data/prepare.py (tokeniser, shard format, FASTA/text converter, sample split file).
 
 Run: python -m pytest -q tests/test_data.py      (CPU only, a few seconds)
+(data/check.py and data/download.py have tests/test_check.py and tests/test_download.py.)
 The module is loaded from its path with importlib because data/ is not a package.
 """
 
@@ -334,3 +335,171 @@ def test_sample_split_file():
     assert genus["valid"] and genus["test"] and len(genus["train"]) >= 4
     assert not (genus["valid"] & genus["test"] or genus["valid"] & genus["train"]
                 or genus["test"] & genus["train"])
+
+
+# ------------------------------------------------------------------------------------------------
+# fast (chunked, vectorised, parallel) converter: same answers as the per-record reference
+# ------------------------------------------------------------------------------------------------
+
+def _messy_fasta(seed: int, n: int = 400) -> str:
+    """Random FASTA with every kind of bad input mixed in (multi-line, CRLF, blank lines)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        seq = "".join(rng.choices(LETTERS, k=rng.randint(1, 200)))
+        kind = rng.random()
+        if kind < 0.05:
+            seq = seq.lower()
+        elif kind < 0.10:
+            seq += "*"
+        elif kind < 0.13:
+            seq = seq[:3] + "*" + seq[3:]
+        elif kind < 0.16:
+            seq = seq[:2] + rng.choice(["J", "1", " ", "\t", "é", "\x01", ".", "-", "**"]) + seq[2:]
+        elif kind < 0.18:
+            seq = ""
+        elif kind < 0.19:
+            seq = "*"
+        nl = "\r\n" if rng.random() < 0.2 else "\n"
+        lines = [seq[j: j + 60] for j in range(0, len(seq), 60)] or []
+        if rng.random() < 0.05:
+            lines.append("")  # blank line inside a record
+        header = rng.choice([f">r{i} desc {i}", f">r{i}", ">"]) if rng.random() < 0.98 else f">r{i}\t"
+        out.append(nl.join([header, *lines]) + nl)
+    return "".join(out)
+
+
+def _reference(path):
+    """Kept normalised sequences and refusal lines by the per-record reader + clean_sequence."""
+    kept, lines = [], set()
+    for rid, raw, n in prep.read_records(path):
+        if rid is None:
+            lines.add(f"{path}: line {n}: refused [before_header]")
+            continue
+        c = prep.clean_sequence(raw)
+        if c.reason:
+            lines.add(f"{path}: {rid} (line {n}): refused [{c.reason}]: {c.detail}")
+        else:
+            kept.append(c.normalised)
+    return kept, lines
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fast_path_matches_per_record_reference(tmp_path, capsys, gz):
+    text = "MKV\nLL\n" + _messy_fasta(5) + ">long\n" + "ACDEFGHIKLMNPQRSTVWY" * 2000 + "\n"
+    name = "m.fa.gz" if gz else "m.fa"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    kept, ref_lines = _reference(path)
+    runs = []
+    # (3000, 2): the main process streams chunks to 2 workers; (60000, 2): the file is small
+    # enough to be one task, read and decompressed by a worker
+    for chunk_bytes, workers in [(1 << 22, 1), (3000, 1), (3000, 2), (60000, 2)]:
+        out = tmp_path / f"o{chunk_bytes}_{workers}"
+        res = prep.build_shards([(path, None)], out, "t", valid_frac=0.1, test_frac=0.1,
+                                log=io.StringIO(), workers=workers, chunk_bytes=chunk_bytes,
+                                shard_tokens=20000, stderr_limit=0)
+        got = [q for s in prep.SPLITS for p, _ in res.shards[s] for q in decode(prep.read_shard(p))]
+        assert sorted(got) == sorted(kept)
+        assert "ACDEFGHIKLMNPQRSTVWY" * 2000 in got  # 40,000 residues, whole, across chunks
+        report = res.report_path.read_text()
+        refusals = {ln if "before_header" not in ln else ln.split(": sequence")[0]
+                    for ln in report.splitlines() if ": refused [" in ln}
+        assert refusals == ref_lines
+        fs = res.files[0]
+        assert sum(fs.refused.values()) == len(ref_lines)
+        runs.append([p.read_bytes() for s in prep.SPLITS for p, _ in res.shards[s]])
+    assert runs[0] == runs[1] == runs[2] == runs[3]  # byte-identical whatever chunks / workers
+
+
+def test_parse_chunk_counts_and_ids():
+    ch = prep.parse_chunk(b">a x\nmkv*\n>b\nMK*V\n>c\r\nLL\r\nAA\r\n>d\n", "fasta", "f.fa", 10)
+    assert ch.n_records == 4 and ch.kept.tolist() == [0, 2] and ch.lengths.tolist() == [3, 4]
+    assert ch.framed.tolist() == [0, 20, 15, 7, 2, 0, 4, 4, 5, 5, 2]
+    assert ch.lowercase == 1 and ch.final_stop == 1
+    assert [r[:3] for r in ch.refused] == [(1, 12, "internal_stop"), (3, 17, "empty")]
+    assert [ch.record_id(i) for i in range(4)] == ["a", "b", "c", "d"]
+    assert ch.line_nos.tolist() == [10, 12, 14, 17]
+    assert ch.digests[:16] == prep._digest(b"MKV") and ch.digests[16:] == prep._digest(b"LLAA")
+
+
+def test_tabs_and_other_letters_refused(tmp_path, capsys):
+    res, seqs, report = build(tmp_path, {"t.fa": ">tab\nMK\tV\n>omega\nMKΩ\n>ok\nMKV\n>dot\nMK.V\n"})
+    assert seqs["train"] == ["MKV"]
+    assert "t.fa: tab (line 1): refused [invalid_char]: character '\\t' at position 3" in report
+    assert "t.fa: omega (line 3): refused [invalid_char]: character 'Ω' at position 3" in report
+    assert "t.fa: dot (line 7): refused [invalid_char]: character '.' at position 3" in report
+
+
+def test_empty_file_is_reported_not_a_crash(tmp_path, capsys):
+    res, seqs, report = build(tmp_path, {"empty.fa": "", "ok.fa": ">a\nMKV\n"})
+    assert seqs["train"] == ["MKV"]
+    assert sum(summary(res, "empty.fa").kept.values()) == 0
+    assert "empty.fa: warning: no records (empty file)" in report
+    assert "empty.fa: warning" in capsys.readouterr().err
+
+
+def test_truncated_gz_aborts_cleanly_naming_file(tmp_path, capsys):
+    rng = random.Random(0)
+    body = "".join(f">r{i}\n{''.join(rng.choices(LETTERS, k=60))}\n" for i in range(25000))
+    data = gzip.compress(body.encode())  # 1.7 MB: the 1 MB sniffed up front is fine, the end not
+    (tmp_path / "a_ok.fa").write_text(">x\nMKV\n")
+    (tmp_path / "b_cut.fa.gz").write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "shards"
+    rc = prep.main([str(tmp_path), "--name", "cut", "--out", str(out), "--workers", "1",
+                    "--chunk_mb", "0.01"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "b_cut.fa.gz: cannot read (EOFError" in err and "truncated" in err
+    assert "Traceback" not in err
+    assert not list(out.glob("cut_*.bin")) and not list(out.glob("cut_*.json"))
+    assert "ABORTED" in (out / "cut_report.txt").read_text()
+
+
+def test_binary_file_cli_exit_2_naming_file_and_line(tmp_path, capsys):
+    (tmp_path / "ok.fa").write_text(">x\nMKV\n")
+    (tmp_path / "bin.fa").write_bytes(b">a\nMKV\n>b\nMK\x00\x07V\n")
+    rc = prep.main([str(tmp_path / "ok.fa"), str(tmp_path / "bin.fa"), "--name", "b",
+                    "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bin.fa: line 4: binary input (NUL byte" in err and "Traceback" not in err
+
+
+def test_long_protein_40000_kept_whole_in_own_shard(tmp_path, capsys):
+    long_seq = "".join(random.Random(2).choices(LETTERS[:20], k=40_000))
+    fasta = ">s1\nMKV\n>giant\n" + "\n".join(long_seq[i: i + 80] for i in range(0, 40_000, 80)) \
+        + "\n>s2\nLLA\n"
+    res, seqs, _ = build(tmp_path, {"g.fa": fasta}, shard_tokens=1000, chunk_bytes=4096)
+    assert sorted(seqs["train"]) == sorted(["MKV", long_seq, "LLA"])
+    sizes = [st["tokens"] for _, st in res.shards["train"]]
+    assert 40_002 in sizes and len(sizes) == 3
+
+
+def test_table_columns_csv_and_tsv_gz(tmp_path, capsys):
+    (tmp_path / "a.csv").write_text('id,seq,other\np1,MKV,x\np2,"mk*",y\np3,MKJ,z\n\np4,,w\n')
+    (tmp_path / "b.tsv.gz").write_bytes(gzip.compress(b"seq\tid\nLLAG\tq1\nWW W\tq2\n"))
+    out = tmp_path / "o"
+    rc = prep.main([str(tmp_path), "--name", "tab", "--out", str(out), "--column", "seq",
+                    "--id_column", "id", "--valid_frac", "0", "--test_frac", "0"])
+    assert rc == 0
+    got = decode(prep.read_shard(out / "tab_train_000000.bin"))
+    assert sorted(got) == ["LLAG", "MK", "MKV"]
+    report = (out / "tab_report.txt").read_text()
+    assert "a.csv: p3 (line 4): refused [invalid_char]: character 'J' at position 3" in report
+    assert "a.csv: p4 (line 6): refused [empty]" in report
+    assert "b.tsv.gz: q2 (line 3): refused [invalid_char]: character ' ' at position 3" in report
+    assert "lower=1 stop=1" in report
+    capsys.readouterr()
+    rc = prep.main([str(tmp_path / "a.csv"), "--name", "tab", "--out", str(out), "--column", "nope"])
+    assert rc == 2 and "a.csv: no column 'nope' (columns: id, seq, other)" in capsys.readouterr().err
+
+
+def test_stats_flag_and_progress(tmp_path, capsys):
+    (tmp_path / "s.fa").write_text(">a\nMKVXXL\n>b\nWWBU\n")
+    rc = prep.main([str(tmp_path / "s.fa"), "--name", "st", "--out", str(tmp_path / "o"),
+                    "--valid_frac", "0", "--test_frac", "0", "--stats", "--progress"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert "st_train_000000.bin: 2 sequences, 10 residues" in cap.out
+    assert "histogram [2^k:n] 4:2" in cap.out and "non-canonical X=2 B=1 U=1 Z=0 O=0" in cap.out
+    assert "100.0%" in cap.err and "MB text" in cap.err

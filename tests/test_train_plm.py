@@ -173,8 +173,9 @@ def test_index_sequences_finds_every_sequence(tmp_path):
     np.testing.assert_array_equal(seqs_small, seqs)
 
 
-@pytest.mark.parametrize("tokens", [[5, 6, 2, 0, 4, 2], [0, 4, 33, 2], [0, 4, 2, 0, 255, 2], []],
-                         ids=["no_leading_cls", "id_33", "id_255", "empty"])
+@pytest.mark.parametrize("tokens", [[5, 6, 2, 0, 4, 2], [0, 4, 33, 2], [0, 4, 2, 0, 255, 2], [], [0, 4, 5, 0, 6, 2],
+                                    [0, 4, 2, 0, 6]],
+                         ids=["no_leading_cls", "id_33", "id_255", "empty", "no_eos_inside", "no_final_eos"])
 def test_index_sequences_rejects_bad_shards_naming_the_file(tmp_path, tokens):
     good = write_sequences(tmp_path / "good.bin", [[4, 5, 6]])
     bad = write_tokens(tmp_path / "bad.bin", np.array(tokens, np.uint8))
@@ -202,7 +203,7 @@ LOADER_SEED = 7
 def _one_pass(loader, n_seqs):
     """Consume loader.batches() for exactly one pass (n_seqs sequences): returns the list of batches."""
     out, seen = [], 0
-    for tokens, starts, real, sumsq in loader.batches():
+    for tokens, starts, real, sumsq, _ in loader.batches():
         out.append((tokens.copy(), starts.copy(), real, sumsq))
         seen += len(split_at_starts(tokens, starts, real))
         if seen >= n_seqs:
@@ -331,6 +332,17 @@ def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
     np.testing.assert_array_equal(tokens.numpy(), batches[0][0].astype(np.int64))
     np.testing.assert_array_equal(starts.numpy(), batches[0][1])
     assert loader.last == (batches[0][2], batches[0][3])
+    # resuming from any position reproduces the rest of the stream exactly (what checkpoints rely on)
+    stream = loader.batches()
+    first = [next(stream) for _ in range(len(batches) + 3)]  # crosses into the second pass
+    for i in (1, len(batches) - 1, len(batches)):
+        again = loader.batches(first[i - 1][4])
+        for want in first[i:]:
+            got = next(again)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+            assert got[2:] == want[2:]
+    assert first[len(batches) - 1][4] == (1, 0)  # the last batch of pass 0 points at the start of pass 1
 
 
 # ==========================================================================================================
@@ -650,7 +662,7 @@ def test_muon_step_is_the_orthogonalised_gradient():
         m, k = p.shape[-2:]
         # first step: the Nesterov update is proportional to the gradient; NS is scale-invariant
         expected = -lr * max(1, m / k) ** 0.5 * tp.newton_schulz(grads[n].view(-1, m, k)).view_as(p)
-        torch.testing.assert_close(delta, expected, atol=1e-5 * lr, rtol=1e-3)
+        torch.testing.assert_close(delta, expected, atol=2e-4 * lr, rtol=1e-3)
 
 
 def test_lr_multiplier_schedule():
@@ -697,7 +709,7 @@ def test_classification_metrics_match_scikit_learn():
 
 def test_unigram_entropy_by_hand():
     counts = np.zeros(33, np.int64)
-    counts[[0, 1, 2, 32]] = 1000  # specials and <mask> are ignored
+    counts[[0, 1, 2, 3, 29, 30, 31, 32]] = 1000  # specials, '.', '-' and <mask> are not residues: ignored
     counts[4], counts[5], counts[28] = 2, 1, 1  # residues: 1/2, 1/4, 1/4
     assert tp.unigram_entropy(counts) == pytest.approx(1.5 * math.log(2), abs=1e-12)
     counts[4:24] = 7
@@ -798,13 +810,13 @@ def test_evaluate_equals_direct_masked_cross_entropy(eval_shards):
         pytest.approx(LN_V, abs=1e-6)
 
 
-def test_save_and_load_model_round_trip(tmp_path):
+def test_export_and_load_model_round_trip(tmp_path):
     model = perturbed_model(seed=5)
-    path = tmp_path / "ck" / "run" / "model.pt"
-    tp.save_model(model, model.cfg, str(path))
+    path = tmp_path / "ck" / "run"
+    assert tp.export_model(model, model.cfg, str(path)) == str(path)
     loaded, cfg = tp.load_model(str(path))
     assert cfg == model.cfg
-    assert json.loads((path.parent / "config.json").read_text()) == json.loads(json.dumps(vars(model.cfg)))
+    assert json.loads((path / "config.json").read_text()) == json.loads(json.dumps(vars(model.cfg)))
     assert isinstance(loaded, tp.ProteinLM) and not loaded.training
     tokens, starts, _ = _packed_row([frame([4, 5, 6, 7, 8] * 10)], 256)
     with torch.no_grad():
@@ -834,12 +846,16 @@ def test_parse_config_cpu_and_reference_presets():
 
 def test_unknown_flag_lists_valid_flags(capsys):
     with pytest.raises(SystemExit) as e:
-        tp.parse_config(["--num_layer", "3"], has_gpu=False)
+        tp.parse_config(["--num_layers", "3", "--num_layerz", "3"], has_gpu=False)
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "--num_layer" in err and "valid flags" in err
+    assert "--num_layerz" in err and "valid flags" in err
     listed = err.split("valid flags:")[1].split()
     assert listed == [f"--{f.name}" for f in tp.dataclasses.fields(tp.Config)]
+    # an abbreviation of a real flag is unknown too (argparse would otherwise accept prefixes)
+    with pytest.raises(SystemExit):
+        tp.parse_config(["--num_layer", "3"], has_gpu=False)
+    assert "--num_layer" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [
@@ -885,14 +901,15 @@ def _learnable_sequences(rng, n):
     return out
 
 
-def test_short_training_run_lowers_validation_loss(tmp_path):
+def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU run even on a GPU machine
     rng = np.random.default_rng(0)
     for split, n in (("train", 600), ("valid", 60), ("test", 60)):
         write_sequences(tmp_path / f"syn_{split}_000000.bin", _learnable_sequences(rng, n))
     steps = 60
     args = ["--train_files", str(tmp_path / "syn_train_*.bin"), "--valid_files", str(tmp_path / "syn_valid_*.bin"),
             "--test_files", str(tmp_path / "syn_test_*.bin"), "--log_dir", str(tmp_path / "logs"),
-            "--out_dir", str(tmp_path / "ck"), "--run_id", "unit", "--seed", "0",
+            "--out_dir", str(tmp_path / "ck"), "--run_id", "unit", "--seed", "0", "--preset", "cpu",
             "--num_layers", "2", "--model_dim", "64", "--num_heads", "2", "--mlp_dim", "128",
             "--tokens_per_micro_batch", "1024", "--tokens_per_step", "2048", "--max_length", "128",
             "--steps", str(steps), "--eval_every", str(steps), "--log_every", "20", "--warmup_steps", "5",
@@ -931,7 +948,8 @@ def test_short_training_run_lowers_validation_loss(tmp_path):
     assert any(ln.startswith(f"step:{steps}/{steps} val_loss:{result['val_loss']:.4f}") for ln in lines)
 
     # the saved model loads back and reproduces the reported validation loss
-    path = tmp_path / "ck" / "unit" / "model.pt"
+    path = tmp_path / "ck" / "unit"
+    assert (path / "model.safetensors").exists()
     model, loaded_cfg = tp.load_model(str(path))
     assert isinstance(model, tp.ProteinLM)
     assert loaded_cfg.run_id == "unit" and loaded_cfg.num_layers == 2 and loaded_cfg.steps == steps
