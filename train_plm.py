@@ -68,6 +68,7 @@ class Config:
     num_value_embeds: int = 1  # tables; table i feeds block i and block num_layers-1-i
     logit_softcap: float = 32.0
     attention_window: int = 0  # keys at most this many positions away, within the sequence; 0 = whole sequence
+    max_params: int = 150_000_000  # speed-track cap (records/README.md): a larger model is refused; 0 = no cap
     # optimisation: Muon for hidden matrices, Adam for the rest; warm-up, constant, linear cooldown to 0
     steps: int = 200
     lr_hidden: float = 0.02  # Muon
@@ -922,6 +923,9 @@ def main(argv=None):
     model = ProteinLM(cfg).to(device)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"parameters {n_params:,}")
+    if cfg.max_params and n_params >= cfg.max_params:
+        raise SystemExit(f"{n_params:,} parameters: the speed track allows fewer than {cfg.max_params:,} "
+                         "(--max_params 0 lifts the cap for runs that are not speed-track records)")
     opts, counts = make_optimizers(model, cfg, fused=device.type == "cuda")
     log("optimizer groups " + ", ".join(f"{k}: {n} tensors / {m:,} params" for k, (n, m) in counts.items()))
     train_model = torch.compile(model, dynamic=False) if cfg.compile else model
@@ -988,7 +992,12 @@ def main(argv=None):
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         for o, st in zip(opts, ckpt["optimizers"]):
+            lrs = [g["initial_lr"] for g in o.param_groups]
             o.load_state_dict(st)
+            for g, lr in zip(o.param_groups, lrs):  # learning-rate flags given with --resume apply
+                g["initial_lr"] = lr
+        if ckpt["step"] > cfg.steps:
+            raise SystemExit(f"{ckpt_path}: checkpoint at step {ckpt['step']}, past --steps {cfg.steps}")
         start_step, train_time, val = ckpt["step"], ckpt["train_time"], ckpt["val"]
         tokens_seen, padded_seen, sumsq_seen = ckpt["tokens_seen"], ckpt["padded_seen"], ckpt["sumsq_seen"]
         data_start = tuple(ckpt["data_positions"][rank])
@@ -1016,6 +1025,28 @@ def main(argv=None):
             log(f"checkpoint {path}")
         return path
 
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step_events = []
+    last_log_tokens, last_log_time = tokens_seen, train_time
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # checked at log and save steps: no sync per step
+    checked = start_step  # steps up to here are known finite
+
+    def check_finite(step):
+        nonlocal checked
+        if nonfinite.item():
+            raise SystemExit(f"non-finite train loss by step {step + 1} (first after step {checked}); "
+                             f"last good checkpoint: {last_ckpt or 'none'}. "
+                             "Lower the learning rates, or check the data, then resume from it.")
+        checked = step + 1
+
+    def validate(step_done):
+        v = evaluate(train_model, valid, device, rank, world_size, autocast)
+        log(f"step:{step_done}/{cfg.steps} val_loss:{v['loss']:.4f} val_ppl:{v['perplexity']:.3f} "
+            f"val_acc:{v['accuracy']:.4f} val_f1:{v['f1']:.4f} val_mcc:{v['mcc']:.4f} "
+            f"train_time:{train_time:.1f}s tokens:{tokens_seen * world_size:,}")
+        log.metrics(step_done, {f"val_{k}": v for k, v in v.items()})
+        return v
+
     # SIGTERM / SIGINT: finish the current step, write a checkpoint, exit cleanly
     stop = []
     handlers = {}
@@ -1023,72 +1054,64 @@ def main(argv=None):
         for sig in (signal.SIGTERM, signal.SIGINT):
             handlers[sig] = signal.signal(sig, lambda signum, frame: stop.append(signal.Signals(signum).name))
 
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step_events = []
-    last_log_tokens, last_log_time = tokens_seen, train_time
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # checked at log steps: no sync per step
-    sync()
-    t0 = time.perf_counter()
-    for step in range(start_step, cfg.steps):
-        loss, real, sumsq = train_step(loader, step)
-        nonfinite |= ~torch.isfinite(loss)
-        tokens_seen += real
-        padded_seen += micro_per_step * cfg.tokens_per_micro_batch - real
-        sumsq_seen += sumsq
-        if device.type == "cuda":
-            step_events.append(torch.cuda.Event(enable_timing=True))
-            step_events[-1].record()
-        last = step == cfg.steps - 1
-        at_log = (step + 1) % cfg.log_every == 0 or last
-        if at_log:
-            sync()
-            now = train_time + time.perf_counter() - t0
-            loss_val = loss.item()  # the step's mean train loss on this rank
-            tps = (tokens_seen - last_log_tokens) * world_size / max(now - last_log_time, 1e-9)
-            last_log_tokens, last_log_time = tokens_seen, now
-            log(f"step:{step + 1}/{cfg.steps} train_loss:{loss_val:.4f} lr_mult:{lr_multiplier(step, cfg):.3f} "
-                f"tokens/s:{tps:,.0f} train_time:{now:.1f}s padding:{padded_seen / (padded_seen + tokens_seen):.4f}")
-            log.metrics(step + 1, dict(train_loss=loss_val, lr_mult=lr_multiplier(step, cfg), tokens_per_s=tps,
-                                       train_time_s=now))
-            log.progress(step + 1, cfg.steps, f"loss {loss_val:.3f}")
-            if nonfinite.item():
-                raise SystemExit(f"non-finite train loss by step {step + 1} (first after step "
-                                 f"{step + 1 - cfg.log_every}); last good checkpoint: {last_ckpt or 'none'}. "
-                                 "Lower the learning rates, or check the data, then resume from it.")
-        if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last:
-            sync()
-            train_time += time.perf_counter() - t0
-            val = evaluate(train_model, valid, device, rank, world_size, autocast)
-            log(f"step:{step + 1}/{cfg.steps} val_loss:{val['loss']:.4f} val_ppl:{val['perplexity']:.3f} "
-                f"val_acc:{val['accuracy']:.4f} val_f1:{val['f1']:.4f} val_mcc:{val['mcc']:.4f} "
-                f"train_time:{train_time:.1f}s tokens:{tokens_seen * world_size:,}")
-            log.metrics(step + 1, {f"val_{k}": v for k, v in val.items()})
-            sync()
-            t0 = time.perf_counter()
-        # a stop request is acted on after this step alone; with several ranks at log steps, where they agree
-        if world_size > 1 and at_log:
-            flag = torch.tensor(float(bool(stop)), device=device)
-            dist.all_reduce(flag)
-            if flag.item() and not stop:
-                stop.append("stop request of another rank")
-        stopping = bool(stop) and (world_size == 1 or at_log)
-        if (cfg.save_every and (step + 1) % cfg.save_every == 0) or stopping:
-            sync()
-            train_time += time.perf_counter() - t0
-            last_ckpt = checkpoint(step + 1)
-            t0 = time.perf_counter()
-        if stopping:
-            log(f"{stop[0]}: stopped after step {step + 1}; continue with: python train_plm.py --resume {last_ckpt}")
-            log.close()
-            for sig, h in handlers.items():
-                signal.signal(sig, h)
-            if distributed:
-                dist.destroy_process_group()
-            return None
-    sync()
-    train_time += time.perf_counter() - t0
-    for sig, h in handlers.items():
-        signal.signal(sig, h)
+    try:
+        sync()
+        t0 = time.perf_counter()
+        for step in range(start_step, cfg.steps):
+            loss, real, sumsq = train_step(loader, step)
+            nonfinite |= ~torch.isfinite(loss)
+            tokens_seen += real
+            padded_seen += micro_per_step * cfg.tokens_per_micro_batch - real
+            sumsq_seen += sumsq
+            if device.type == "cuda":
+                step_events.append(torch.cuda.Event(enable_timing=True))
+                step_events[-1].record()
+            last = step == cfg.steps - 1
+            at_log = (step + 1) % cfg.log_every == 0 or last
+            if at_log:
+                sync()
+                now = train_time + time.perf_counter() - t0
+                loss_val = loss.item()  # the step's mean train loss on this rank
+                tps = (tokens_seen - last_log_tokens) * world_size / max(now - last_log_time, 1e-9)
+                last_log_tokens, last_log_time = tokens_seen, now
+                log(f"step:{step + 1}/{cfg.steps} train_loss:{loss_val:.4f} lr_mult:{lr_multiplier(step, cfg):.3f} "
+                    f"tokens/s:{tps:,.0f} train_time:{now:.1f}s padding:{padded_seen / (padded_seen + tokens_seen):.4f}")
+                log.metrics(step + 1, dict(train_loss=loss_val, lr_mult=lr_multiplier(step, cfg), tokens_per_s=tps,
+                                           train_time_s=now))
+                log.progress(step + 1, cfg.steps, f"loss {loss_val:.3f}")
+                check_finite(step)
+            if (cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last:
+                sync()
+                train_time += time.perf_counter() - t0
+                val = validate(step + 1)
+                sync()
+                t0 = time.perf_counter()
+            # a stop request is acted on after this step alone; with several ranks at log steps, where they agree
+            if world_size > 1 and at_log:
+                flag = torch.tensor(float(bool(stop)), device=device)
+                dist.all_reduce(flag)
+                if flag.item() and not stop:
+                    stop.append("stop request of another rank")
+            stopping = bool(stop) and (world_size == 1 or at_log)
+            if (cfg.save_every and (step + 1) % cfg.save_every == 0) or stopping:
+                sync()
+                train_time += time.perf_counter() - t0
+                check_finite(step)  # a checkpoint of NaN weights is never the "last good" one
+                last_ckpt = checkpoint(step + 1)
+                t0 = time.perf_counter()
+            if stopping:
+                log(f"{stop[0]}: stopped after step {step + 1}; continue with: python train_plm.py --resume {last_ckpt}")
+                log.close()
+                if distributed:
+                    dist.destroy_process_group()
+                return None
+        sync()
+        train_time += time.perf_counter() - t0
+        if start_step == cfg.steps:  # resumed at the final step: its evaluation may not have run
+            val = validate(cfg.steps)
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
 
     test_batches, _ = eval_batches(resolve_files(cfg.test_files, "test"), cfg)
     test = evaluate(train_model, test_batches, device, rank, world_size, autocast)

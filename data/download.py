@@ -173,8 +173,6 @@ def main(argv=None) -> int:
     ap.add_argument("--repo_id", default=None, help="override the repo (default Synthyra/<name>_packed)")
     ap.add_argument("--endpoint", default=os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT),
                     help="Hub endpoint ($HF_ENDPOINT)")
-    ap.add_argument("--token", default=None,
-                    help="Hub token (default: huggingface_hub's usual lookup, e.g. $HF_TOKEN)")
     ap.add_argument("--list", action="store_true", help="only list the remote shards and tokens")
     args = ap.parse_args(argv)
     if args.train_shards != "all":
@@ -197,7 +195,7 @@ def main(argv=None) -> int:
     except ImportError:
         print("error: needs huggingface_hub: pip install huggingface_hub", file=sys.stderr)
         return 2
-    api = HfApi(endpoint=endpoint, token=args.token)
+    api = HfApi(endpoint=endpoint)  # token: huggingface_hub's own lookup ($HF_TOKEN), never a flag
     try:
         remote = list_remote(api, repo_id, args.name, args.revision)
     except RepositoryNotFoundError as e:
@@ -233,7 +231,7 @@ def main(argv=None) -> int:
     for k, (s, fn, size) in enumerate(wanted, 1):
         print(f"[{k}/{len(wanted)}] {Path(fn).name}  {size / 1e6:.1f} MB", file=log, flush=True)
         try:
-            status, commit = download_file(fn, out, repo_id, revision, endpoint, args.token, log)
+            status, commit = download_file(fn, out, repo_id, revision, endpoint, None, log)
         except KeyboardInterrupt:
             print(f"\ninterrupted: partial data kept in {out / (Path(fn).name + '.incomplete')}; "
                   "rerun the same command to resume", file=sys.stderr)

@@ -63,7 +63,6 @@ import gzip
 import hashlib
 import io
 import json
-import math
 import multiprocessing
 import operator
 import os

@@ -294,7 +294,7 @@ def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
     order = loader.rank_sequences(0)
     np.testing.assert_array_equal(order, np.random.default_rng([LOADER_SEED, 0]).permutation(len(flat))[1::2])
     batches = _one_pass(loader, len(order))
-    pieces, offsets = [], []
+    pieces = []
     for tokens, starts, real, sumsq in batches:
         assert tokens.shape == (T,) and tokens.dtype == np.uint8 and starts.shape == (T,) and starts.dtype == bool
         assert 0 < real <= T and starts[0]
@@ -961,3 +961,13 @@ def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
     assert logits.shape == (1024, 33) and logits.isfinite().all()
     again = tp.evaluate(model, valid, torch.device("cpu"), 0, 1, contextlib.nullcontext())
     assert again["loss"] == pytest.approx(result["val_loss"], abs=1e-5)
+
+
+def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    write_sequences(tmp_path / "t_train_000000.bin", [tp.encode("MKTAYIAKQR", add_special=False)] * 4)
+    base = ["--preset", "cpu", "--train_files", str(tmp_path / "t_train_*.bin"), "--log_dir", str(tmp_path / "logs"),
+            "--out_dir", str(tmp_path / "ck"), "--run_id", "cap"]
+    n = sum(p.numel() for p in tp.ProteinLM(cfg_of("--preset", "cpu")).parameters())
+    with pytest.raises(SystemExit, match=f"{n:,} parameters: the speed track allows fewer than {n:,}"):
+        tp.main(base + ["--max_params", str(n)])

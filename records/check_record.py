@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""Check a record (or experiment) folder of the plm-speedrun: logs, numbers, statistics, cost, plot.
+
+Usage:
+    python records/check_record.py records/<folder> [--target 2.70] [--previous records/<older>]
+                                   [--price_per_gpu_hour 3.5] [--plot [PNG]] [--table [record|experiment]]
+                                   [--require_pass]
+    python records/check_record.py records/A records/B --plot out.png      # several folders, one plot
+
+What it does, for each folder:
+  * reads every `*.txt` log in it and checks that each begins with a byte-identical copy of the folder's
+    `train_plm.py` followed by a line of 100 '=' (what train_plm.py writes at the top of every log);
+  * extracts the RESULT lines (the json after `RESULT `; the last one is the log's final result) and the
+    validation curve (lines `step:50/200 val_loss:2.9003 ... train_time:66.2s tokens:...`);
+  * prints per log: run_id, seed, final val_loss, train_time_s, gpu_hours and its cost at
+    --price_per_gpu_hour (an assumed price; gpu_hours = GPUs x training hours, taken from the RESULT line or,
+    for logs written before the field existed, derived as world_size x train_time_s / 3600 on a GPU);
+  * prints mean, standard deviation (n-1) and standard error of the final val losses and train times, a
+    one-sided one-sample t-test of "mean val loss < target" (t = (mean - target) / (sd / sqrt(n)), n-1
+    degrees of freedom, p = P(T <= t)) and PASS / FAIL against p < 0.01 (the rules also need >= 3 runs);
+  * with --previous: the speed-up, mean train time of --previous / mean train time of this folder.
+
+Options:
+  --plot [PNG]   validation loss against training time for every log of the given folder(s), with a
+                 horizontal line at --target (PNG defaults to records/val_curves.png). Needs matplotlib;
+                 without it the plot is skipped (printed) and nothing else changes.
+  --table [KIND] print the markdown row(s) of records/README.md for the given folder(s), computed from the
+                 logs (numbers) and each folder's name (date) and README title ("what changed"). KIND is
+                 `record` (default: the "Records" table; folders whose runs pass the statistical check are
+                 ranked by mean train time, the others are marked as not reaching the target) or
+                 `experiment` (the "Notable experiments" table).
+
+Exit status: 0 when every log is well-formed; 1 when a log is malformed (source mismatch, no separator, no
+RESULT line, a RESULT line that is not json with val_loss and train_time_s) or a folder has no log or no
+train_plm.py; 2 with --require_pass when a folder's statistical check fails (fewer than 3 runs, or p >= 0.01).
+Without --require_pass the statistical outcome is only printed.
+
+Standard library only (no numpy / scipy): the t distribution's CDF is computed through the regularized
+incomplete beta function (continued fraction, Numerical Recipes' betacf with the modified Lentz method).
+"""
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+SEPARATOR = b"=" * 100 + b"\n"
+ALPHA = 0.01
+MIN_RUNS = 3
+DEFAULT_PLOT = Path(__file__).resolve().parent / "val_curves.png"
+VAL_RE = re.compile(r"^step:(\d+)/(\d+) val_loss:([-+0-9.eE]+|nan|inf)\b.*?\btrain_time:([0-9.]+)s")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Statistics (math only).
+
+def _betacf(a, b, x, max_iter=500, eps=1e-15):
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, max_iter + 1):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < eps:
+            return h
+    return h  # converged to within float noise for every (a, b, x) used here
+
+
+def betainc(a, b, x, y=None):
+    """Regularized incomplete beta function I_x(a, b) for a, b > 0, 0 <= x <= 1; y = 1 - x may be given
+    exactly when the caller knows it (it keeps precision for x close to 1)."""
+    y = 1.0 - x if y is None else y
+    if x <= 0.0:
+        return 0.0
+    if y <= 0.0:
+        return 1.0
+    ln_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
+    front = math.exp(ln_front)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, y) / b
+
+
+def t_cdf(t, df):
+    """P(T <= t) for Student's t distribution with df > 0 degrees of freedom."""
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0 if t < 0 else 1.0
+    # P(T <= -|t|) = I_x(df/2, 1/2) / 2 with x = df / (df + t^2); 1 - x = t^2 / (df + t^2) given exactly
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t), t * t / (df + t * t))
+    return tail if t < 0 else 1.0 - tail
+
+
+def mean_std_se(values):
+    """(mean, sample standard deviation (n-1), standard error); std and se are nan for n < 2."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, sd, sd / math.sqrt(n)
+
+
+def t_test_less(values, target):
+    """One-sided one-sample t-test of H1: mean < target. Returns (t, df, p); (nan, nan, nan) for n < 2."""
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    mean, _, se = mean_std_se(values)
+    df = n - 1
+    if se == 0.0:  # identical values: the sign decides
+        t = -math.inf if mean < target else (math.inf if mean > target else 0.0)
+        return t, df, (0.0 if mean < target else (1.0 if mean > target else 0.5))
+    t = (mean - target) / se
+    return t, df, t_cdf(t, df)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading folders.
+
+class Run:
+    """One log: its final RESULT (a dict), every RESULT, and the validation curve [(step, time_s, loss)]."""
+
+    def __init__(self, path, results, curve):
+        self.path, self.results, self.curve = path, results, curve
+        self.result = results[-1]
+        r = self.result
+        self.run_id = r.get("run_id", path.stem)
+        self.seed = r.get("seed")
+        self.val_loss = float(r["val_loss"])
+        self.train_time_s = float(r["train_time_s"])
+        self.gpu_hours_derived = "gpu_hours" not in r
+        if self.gpu_hours_derived:  # logs from before the field: GPUs x training hours on a GPU, else 0
+            on_gpu = str(r.get("device", "cpu")).lower() != "cpu"
+            self.gpu_hours = int(r.get("world_size", 1)) * self.train_time_s / 3600 if on_gpu else 0.0
+        else:
+            self.gpu_hours = float(r["gpu_hours"] or 0.0)
+        self.hardware = f"{int(r.get('world_size', 1))}x {r.get('device', '?')}"
+
+
+def read_log(path, source):
+    """Parse one log. Returns (Run or None, list of error strings)."""
+    data = path.read_bytes()
+    if not data.startswith(source):
+        return None, [f"{path}: does not begin with a byte-identical copy of {path.parent / 'train_plm.py'}"]
+    if not data[len(source):].startswith(SEPARATOR):
+        return None, [f"{path}: the source copy is not followed by a line of 100 '='"]
+    body = data[len(source) + len(SEPARATOR):].decode("utf-8", errors="replace")
+    results, curve, errors = [], [], []
+    for i, line in enumerate(body.splitlines(), start=1):
+        if line.startswith("RESULT "):
+            try:
+                r = json.loads(line[len("RESULT "):])
+                if not isinstance(r, dict) or "val_loss" not in r or "train_time_s" not in r:
+                    raise ValueError("no val_loss / train_time_s")
+                float(r["val_loss"]), float(r["train_time_s"])
+                results.append(r)
+            except (ValueError, TypeError) as e:
+                errors.append(f"{path}: RESULT line {i} after the source is malformed ({e})")
+            continue
+        m = VAL_RE.match(line)
+        if m:
+            curve.append((int(m.group(1)), float(m.group(4)), float(m.group(3))))
+    if not results and not errors:
+        errors.append(f"{path}: no RESULT line (the run did not finish?)")
+    if errors:
+        return None, errors
+    return Run(path, results, curve), []
+
+
+def read_folder(folder):
+    """Returns (list of Run sorted by file name, list of error strings)."""
+    folder = Path(folder)
+    src_path = folder / "train_plm.py"
+    if not folder.is_dir():
+        return [], [f"{folder}: not a folder"]
+    if not src_path.is_file():
+        return [], [f"{folder}: no train_plm.py"]
+    source = src_path.read_bytes()
+    logs = sorted(folder.glob("*.txt"))
+    if not logs:
+        return [], [f"{folder}: no *.txt log"]
+    runs, errors = [], []
+    for p in logs:
+        run, errs = read_log(p, source)
+        errors += errs
+        if run is not None:
+            runs.append(run)
+    return runs, errors
+
+
+def readme_title(folder):
+    """The 'what changed' text: the first '# ' heading of the folder's README.md, after its first ':'."""
+    p = Path(folder) / "README.md"
+    if p.is_file():
+        for line in p.read_text(errors="replace").splitlines():
+            if line.startswith("# "):
+                title = line[2:].strip()
+                return title.split(":", 1)[1].strip() if ":" in title else title
+    return "(no README.md)"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report.
+
+def fmt(x, spec):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def folder_stats(runs, target):
+    losses = [r.val_loss for r in runs]
+    times = [r.train_time_s for r in runs]
+    t, df, p = t_test_less(losses, target)
+    return dict(n=len(runs), loss=mean_std_se(losses), time=mean_std_se(times), t=t, df=df, p=p,
+                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1),
+                passed=len(runs) >= MIN_RUNS and not math.isnan(p) and p < ALPHA)
+
+
+def report(folder, runs, args):
+    price = args.price_per_gpu_hour
+    print(f"== {folder}")
+    print(f"{'log':<28} {'run_id':<24} {'seed':>4} {'val_loss':>9} {'train_time_s':>12} {'gpu_hours':>10} "
+          f"{'cost':>9}")
+    for r in runs:
+        gh = fmt(r.gpu_hours, ".5f") + ("*" if r.gpu_hours_derived else "")
+        print(f"{r.path.name:<28} {r.run_id:<24} {str(r.seed):>4} {r.val_loss:>9.5f} {r.train_time_s:>12.2f} "
+              f"{gh:>10} {'$' + format(r.gpu_hours * price, '.4f'):>9}")
+    if any(r.gpu_hours_derived for r in runs):
+        print("  * gpu_hours not in the RESULT line (older log): derived as world_size x train_time_s / 3600")
+    s = folder_stats(runs, args.target)
+    (lm, ls, le), (tm, ts, te) = s["loss"], s["time"]
+    print(f"val_loss:     n={s['n']} mean={fmt(lm, '.5f')} std={fmt(ls, '.5f')} se={fmt(le, '.5f')}")
+    print(f"train_time_s: n={s['n']} mean={fmt(tm, '.2f')} std={fmt(ts, '.2f')} se={fmt(te, '.2f')}")
+    print(f"cost: {fmt(s['gpu_hours'], '.5f')} GPU-hours per run = ${s['gpu_hours'] * price:.4f} per run at "
+          f"${price:g} per GPU-hour (assumed price)")
+    if s["n"] < 2:
+        print(f"t-test: needs >= 2 runs (and the rules need >= {MIN_RUNS}); "
+              f"mean val_loss {fmt(lm, '.5f')} is {'below' if lm < args.target else 'not below'} "
+              f"the target {args.target:.2f}")
+    else:
+        print(f"t-test (one-sided, H1: mean val_loss < {args.target:.2f}): t={s['t']:.4f} df={s['df']} "
+              f"p={s['p']:.3g}")
+    verdict = "PASS" if s["passed"] else "FAIL"
+    why = []
+    if s["n"] < MIN_RUNS:
+        why.append(f"{s['n']} run(s), the rules need >= {MIN_RUNS}")
+    if not (s["p"] < ALPHA):
+        why.append(f"p {'n/a' if math.isnan(s['p']) else format(s['p'], '.3g')} is not < {ALPHA:g}")
+    print(f"statistical check (>= {MIN_RUNS} runs, p < {ALPHA:g}): {verdict}" + (f" ({'; '.join(why)})" if why else ""))
+    return s
+
+
+def plot(folder_runs, target, out):
+    """Validation loss against training time for every log; returns the path written or None if skipped."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plot skipped: matplotlib is not installed (pip install matplotlib)")
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    times = []
+    for folder, runs in folder_runs:
+        for r in runs:
+            if not r.curve:
+                continue
+            xs, ys = [c[1] for c in r.curve], [c[2] for c in r.curve]
+            times += xs
+            ax.plot(xs, ys, marker="o", ms=4, label=f"{Path(folder).name}/{r.path.stem} (seed {r.seed})")
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.2f}")
+    if times and min(times) > 0 and max(times) / min(times) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("training time (s; compile warm-up and evaluation excluded)")
+    ax.set_ylabel("validation loss (nats, masked positions)")
+    ax.set_title("plm-speedrun: validation loss against training time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"plot written: {out}")
+    return out
+
+
+def table_rows(folder_stats_list, kind, target, price):
+    """Markdown rows for records/README.md; folder_stats_list: [(folder, runs, stats)]."""
+    rows = []
+    if kind == "record":
+        passing = sorted((s["time"][0], str(f)) for f, _, s in folder_stats_list if s["passed"])
+        rank = {f: i + 1 for i, (_, f) in enumerate(passing)}
+    for folder, runs, s in folder_stats_list:
+        name = Path(folder).name
+        date = name.split("_", 1)[0]
+        link = f"[{name}]({name}/README.md)"
+        lm, ls, _ = s["loss"]
+        tm = s["time"][0]
+        cost = f"${s['gpu_hours'] * price:.2f} ({s['gpu_hours']:.4f} GPU-h)"
+        hw = ", ".join(sorted({r.hardware for r in runs}))
+        spread = f" ± {ls:.4f}" if s["n"] >= 2 else ""
+        if kind == "record":
+            if s["passed"]:
+                r = str(rank[str(folder)])
+                loss = f"{lm:.4f}{spread} (n={s['n']}, p={s['p']:.2g})"
+            else:
+                r = "baseline" if s["n"] < MIN_RUNS else "—"
+                if not lm < target:
+                    why = f"target {target:.2f} not reached"
+                else:
+                    why = f"not significant: needs >= {MIN_RUNS} runs with p < {ALPHA:g}"
+                p_txt = f", p={s['p']:.2g}" if s["n"] >= 2 else ""
+                loss = f"{lm:.4f}{spread} (n={s['n']}{p_txt}; {why})"
+            rows.append(f"| {r} | {tm:.2f} s | {loss} | {hw} | {readme_title(folder)} | {date} | {cost} | {link} |")
+        else:
+            rows.append(f"| {date} | {readme_title(folder)} | {s['n']} | {lm:.4f}{spread} | {tm:.2f} s | {hw} "
+                        f"| {cost} | {link} |")
+    return rows
+
+
+TABLE_HEADERS = {
+    "record": ["| rank | time (training clock) | val loss | hardware | what changed | date | cost | folder |",
+               "|---|---|---|---|---|---|---|---|"],
+    "experiment": ["| date | experiment | logs | final val loss (mean ± sd) | time (training clock, mean) | hardware "
+                   "| cost per run | folder |", "|---|---|---|---|---|---|---|---|"],
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="check_record.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folders", nargs="+", help="record / experiment folder(s) under records/")
+    ap.add_argument("--target", type=float, default=2.70, help="validation-loss target (default 2.70)")
+    ap.add_argument("--previous", help="the previous record's folder: prints the speed-up of mean train time")
+    ap.add_argument("--price_per_gpu_hour", type=float, default=3.5,
+                    help="assumed price in $ per GPU-hour for the cost column (default 3.5, an H200-hour)")
+    ap.add_argument("--plot", nargs="?", const=str(DEFAULT_PLOT), default=None, metavar="PNG",
+                    help=f"draw val loss vs training time (default path {DEFAULT_PLOT.name} in records/)")
+    ap.add_argument("--table", nargs="?", const="record", default=None, choices=["record", "experiment"],
+                    help="print markdown row(s) for records/README.md (record table by default)")
+    ap.add_argument("--require_pass", action="store_true",
+                    help="exit 2 when the statistical check fails (>= 3 runs, p < 0.01)")
+    args = ap.parse_args(argv)
+
+    malformed = False
+    done = []
+    for folder in args.folders:
+        runs, errors = read_folder(folder)
+        for e in errors:
+            print(f"ERROR: {e}")
+        malformed |= bool(errors)
+        if not runs:
+            print(f"== {folder}: no well-formed log")
+            continue
+        done.append((folder, runs, report(folder, runs, args)))
+
+    if args.previous:
+        prev_runs, errors = read_folder(args.previous)
+        for e in errors:
+            print(f"ERROR (--previous): {e}")
+        malformed |= bool(errors)
+        if prev_runs:
+            prev_time = mean_std_se([r.train_time_s for r in prev_runs])[0]
+            for folder, runs, s in done:
+                print(f"speed-up of {folder} over {args.previous}: {prev_time:.2f} s / {s['time'][0]:.2f} s = "
+                      f"{prev_time / s['time'][0]:.3f}x")
+
+    if args.plot:
+        plot([(f, r) for f, r, _ in done], args.target, args.plot)
+
+    if args.table and done:
+        print()
+        print("\n".join(TABLE_HEADERS[args.table] + table_rows(done, args.table, args.target,
+                                                                args.price_per_gpu_hour)))
+
+    if malformed:
+        print("RESULT: malformed log(s) or folder(s): see ERROR lines")
+        return 1
+    if args.require_pass and not all(s["passed"] for _, _, s in done):
+        print("RESULT: statistical check failed (--require_pass)")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

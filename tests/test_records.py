@@ -1,0 +1,127 @@
+"""records/: every folder is complete and well-formed, records/README.md's tables are the ones the checker
+computes from the logs, and the checker's statistics equal scipy's.
+
+Run: python -m pytest -q tests/test_records.py      (CPU, seconds; scipy comes with scikit-learn)
+"""
+import importlib.util
+import json
+import math
+import re
+
+import pytest
+
+from conftest import ROOT
+
+RECORDS = ROOT / "records"
+FOLDERS = sorted(p for p in RECORDS.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+_spec = importlib.util.spec_from_file_location("check_record", RECORDS / "check_record.py")
+cr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cr)
+
+
+def test_there_are_folders():
+    assert len(FOLDERS) >= 2, "records/ should hold at least the baseline and one more folder"
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_folder_is_complete_and_every_log_is_well_formed(folder):
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_[A-Za-z0-9]+", folder.name), "name: <YYYY-MM-DD>_<ShortName>"
+    assert (folder / "train_plm.py").is_file()
+    readme = (folder / "README.md").read_text()
+    assert re.search(rf"^# {re.escape(folder.name.split('_')[0])} \S+: \S", readme, re.M), \
+        "README.md's first heading: '# <date> <ShortName>: <what changed>'"
+    runs, errors = cr.read_folder(folder)
+    assert errors == [] and runs
+    source = (folder / "train_plm.py").read_bytes()
+    for log in folder.glob("*.txt"):
+        assert log.read_bytes().startswith(source + cr.SEPARATOR), log
+    for run in runs:
+        for key in ("preset", "seed", "world_size", "val_loss", "test_loss", "steps", "tokens", "train_time_s",
+                    "tokens_per_s", "params", "device"):
+            assert key in run.result, (run.path, key)
+        assert run.result["params"] < 150_000_000
+        assert run.curve and run.curve[-1][2] == pytest.approx(run.val_loss, abs=5e-5), \
+            "the last val line of the log is the RESULT's val_loss"
+
+
+def _readme_tables():
+    """{header line: [row lines]} of records/README.md."""
+    tables, current = {}, None
+    for line in (RECORDS / "README.md").read_text().splitlines():
+        if line.startswith("| ") and current is None:
+            current = line
+            tables[current] = []
+        elif line.startswith("|") and current is not None:
+            if not line.startswith("|---"):
+                tables[current].append(line)
+        else:
+            current = None
+    return tables
+
+
+def test_every_folder_is_in_exactly_one_table_with_the_row_the_checker_computes():
+    tables = _readme_tables()
+    kinds = {cr.TABLE_HEADERS[k][0]: k for k in cr.TABLE_HEADERS}
+    assert set(kinds) <= set(tables), "records/README.md lacks the records or the experiments table"
+    seen = {}
+    for header, kind in kinds.items():
+        for row in tables[header]:
+            m = re.search(r"\[([^\]]+)\]\(\1/README\.md\) \|$", row)
+            assert m, f"row without a folder link: {row}"
+            name = m.group(1)
+            assert name not in seen, f"{name} is in more than one table"
+            seen[name] = (kind, row)
+    assert sorted(seen) == [f.name for f in FOLDERS]
+    for name, (kind, row) in seen.items():
+        folder = RECORDS / name
+        runs, _ = cr.read_folder(folder)
+        stats = cr.folder_stats(runs, 2.70)
+        # ranks are relative to the other records; compare the row without its first cell for records
+        [expected] = cr.table_rows([(folder, runs, stats)], kind, 2.70, 3.5)
+        if kind == "record":
+            row, expected = row.split("|", 2)[2], expected.split("|", 2)[2]
+        assert row == expected, f"{name}: the README row is not what `check_record.py --table` prints"
+
+
+@pytest.mark.parametrize("values", [[2.68, 2.69, 2.685], [2.71, 2.69, 2.70, 2.695], [2.5, 2.9], [2.699, 2.6991,
+                                                                                                   2.6989]])
+def test_t_test_equals_scipy(values):
+    stats = pytest.importorskip("scipy.stats")
+    t, df, p = cr.t_test_less(values, 2.70)
+    ref = stats.ttest_1samp(values, 2.70, alternative="less")
+    assert df == len(values) - 1
+    assert t == pytest.approx(ref.statistic, rel=1e-9)
+    assert p == pytest.approx(ref.pvalue, rel=1e-7, abs=1e-12)
+
+
+def test_a_tampered_log_is_reported(tmp_path):
+    src = FOLDERS[0]
+    (tmp_path / "train_plm.py").write_bytes((src / "train_plm.py").read_bytes() + b"# edited after the run\n")
+    log = next(src.glob("*.txt"))
+    (tmp_path / log.name).write_bytes(log.read_bytes())
+    runs, errors = cr.read_folder(tmp_path)
+    assert runs == [] and "does not begin with a byte-identical copy" in errors[0]
+    assert cr.main([str(tmp_path)]) == 1
+
+
+def test_statistical_check_and_speed_up(tmp_path, capsys):
+    """Three synthetic seeds below the target pass --require_pass; the speed-up over the baseline is printed."""
+    base = RECORDS / "2026-11-29_ReferencePreset"
+    source = b"# a trainer\n"
+    (tmp_path / "train_plm.py").write_bytes(source)
+    for seed, (loss, time_s) in enumerate([(2.690, 100.0), (2.692, 101.0), (2.688, 99.0)]):
+        result = dict(preset="speedrun", seed=seed, world_size=1, val_loss=loss, train_time_s=time_s,
+                      device="NVIDIA H200", gpu_hours=time_s / 3600)
+        (tmp_path / f"s{seed}.txt").write_bytes(source + cr.SEPARATOR + f"step:10/10 val_loss:{loss} "
+                                                f"train_time:{time_s}s\nRESULT {json.dumps(result)}\n".encode())
+    assert cr.main([str(tmp_path), "--require_pass", "--previous", str(base)]) == 0
+    out = capsys.readouterr().out
+    prev = json.loads(next(l for l in next(base.glob("*.txt")).read_text().splitlines()
+                           if l.startswith("RESULT "))[7:])["train_time_s"]
+    assert f"= {prev / 100.0:.3f}x" in out
+    assert "PASS" in out
+    runs, _ = cr.read_folder(tmp_path)
+    assert not math.isnan(cr.folder_stats(runs, 2.70)["p"]) and cr.folder_stats(runs, 2.70)["passed"]
+    # the same losses above the target fail
+    assert cr.main([str(tmp_path), "--require_pass", "--target", "2.68"]) == 2
