@@ -1,13 +1,17 @@
-"""train_plm.py: pretrain a BERT-style protein language model (masked language modelling) in one file.
+"""train_plm.py: pretrain a BERT-style protein language model (masked language modelling, or masked
+diffusion) in one file, and generate from / score with a trained one.
 
     python train_plm.py                                   # cpu preset on a machine without GPU, reference on one with
     python train_plm.py --preset cpu --steps 200          # any setting can be overridden by its own name
+    python train_plm.py --objective mlm_to_diffusion      # MLM first, then masked diffusion
+    python train_plm.py generate checkpoints/RUN --num 10 --length 120 > gen.fasta   # iterative unmasking
+    python train_plm.py score checkpoints/RUN gen.fasta   # pseudo-perplexity and composition
     torchrun --standalone --nproc_per_node=8 train_plm.py --preset reference
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train_plm.py
 
 Design contract: one self-contained file (standard library, torch, numpy), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
-logging -> main loop. A record of the speedrun is a frozen copy of this file plus the log it wrote, and the
+checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a frozen copy of this file plus the log it wrote, and the
 log begins with this file's exact source. What is not training (FASTA conversion, downloads, tests, record
 checks) lives outside it, under data/, records/ and tests/.
 
@@ -15,9 +19,11 @@ Shapes: T = tokens in one packed micro-batch (one row of whole sequences, docume
 D = model width, H = heads, V = 33 (vocabulary). Losses are in nats.
 """
 import argparse
+import contextlib
 import copy
 import dataclasses
 import glob
+import gzip
 import json
 import math
 import os
@@ -58,8 +64,13 @@ class Config:
     max_length: int = 512  # tokens incl. <cls>/<eos>; longer sequences are cropped at a random window
     tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of 128)
     tokens_per_step: int = 16384  # global batch; gradient accumulation = step / (micro x GPUs)
-    # masking (MLM, 80/10/10)
-    mask_rate: float = 0.2
+    # objective: MLM (80/10/10 at mask_rate) or masked diffusion (per-sequence rate t, loss CE / t)
+    objective: str = "mlm"  # mlm | diffusion | mlm_to_diffusion
+    mask_rate: float = 0.2  # MLM's rate; mlm_to_diffusion's fixed rate before t's range widens
+    diffusion_t_min: float = 0.001  # diffusion draws t ~ U(diffusion_t_min, 1) (MDLM and LLaDA use 1e-3)
+    mlm_steps: int = 100  # mlm_to_diffusion: steps at the fixed rate t = mask_rate, then
+    widen_steps: int = 100  # steps over which t's range widens linearly to [diffusion_t_min, 1]
+    nelbo_grid: int = 8  # t values (bin midpoints of (0, 1)) of the validation NELBO; 0 = off
     # model
     num_layers: int = 2
     model_dim: int = 128
@@ -67,6 +78,7 @@ class Config:
     mlp_dim: int = 512
     num_value_embeds: int = 1  # tables; table i feeds block i and block num_layers-1-i
     logit_softcap: float = 32.0
+    tie_embeddings: bool = False  # the LM head's decoder shares the input embedding matrix
     attention_window: int = 0  # keys at most this many positions away, within the sequence; 0 = whole sequence
     max_params: int = 150_000_000  # speed-track cap (records/README.md): a larger model is refused; 0 = no cap
     # optimisation: Muon for hidden matrices, Adam for the rest; warm-up, constant, linear cooldown to 0
@@ -82,6 +94,8 @@ class Config:
     # evaluation and logging
     eval_every: int = 100  # steps between validation passes (0: only at the end)
     log_every: int = 20  # steps between log lines (each costs one host-device sync)
+    probe: bool = False  # at the end, the representation benchmark (linear probes per layer): quality_score
+    probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
     save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
@@ -107,6 +121,9 @@ PRESETS = {
         eval_every=50, log_every=10, compile=True,
     ),
 }
+
+
+OBJECTIVES = ("mlm", "diffusion", "mlm_to_diffusion")
 
 
 def parse_config(argv=None, has_gpu=None, base=None):
@@ -139,6 +156,10 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error("model_dim must split into heads of even size")
     if cfg.num_value_embeds > (cfg.num_layers + 1) // 2:
         parser.error("num_value_embeds can be at most half the blocks (each table feeds two mirrored blocks)")
+    if cfg.objective not in OBJECTIVES:
+        parser.error(f"unknown objective {cfg.objective!r}; objectives: {list(OBJECTIVES)}")
+    if not 0 < cfg.diffusion_t_min < 1:
+        parser.error("diffusion_t_min must lie in (0, 1)")
     return cfg
 
 
@@ -319,7 +340,7 @@ class PackedLoader:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Masking, on the device.
+# Masking, on the device: MLM (80/10/10) or masked diffusion (a rate t per sequence).
 
 
 def mask_tokens(tokens, mask_rate, generator):
@@ -337,6 +358,43 @@ def mask_tokens(tokens, mask_rate, generator):
     inputs = torch.where(selected & (r >= 0.8) & (r < 0.9), random_aa, inputs)
     labels = torch.where(selected, tokens, -100)
     return inputs, labels
+
+
+GOLDEN = 0.6180339887498949  # Weyl sequence frac(u + i * GOLDEN): low-discrepancy draws, no count needed
+
+
+def diffusion_mask(tokens, starts, t_lo, t_hi, generator):
+    """Masked diffusion masking (MDLM, Sahoo et al. 2024; LLaDA, Nie et al. 2025; DSM for protein language
+    models, Hallee et al. 2025), per sequence of a packed batch.
+
+    Sequence i (counted by `starts`) draws its own rate t_i = t_lo + (t_hi - t_lo) * frac(u + i * GOLDEN)
+    (one uniform u per batch; the Weyl sequence spreads the t_i evenly, like MDLM's low-discrepancy sampler,
+    without a host sync), and each of its residues (ids 4-28) becomes <mask> with probability t_i (always
+    <mask>, no 80/10/10). At least one residue per sequence is masked: the one with the lowest draw.
+    tokens: (T,) int64, starts: (T,) bool. Returns inputs (T,) int64, labels (T,) int64 (-100 = unmasked) and
+    weights (T,) float32 = 1 / (t_i * residues in the batch) on masked positions, 0 elsewhere, so that
+    sum(weights * cross-entropy) is the negative ELBO per residue (the continuous-time bound: masked CE / t).
+    """
+    doc = torch.cumsum(starts.int(), 0) - 1
+    offset = torch.rand((), device=tokens.device, generator=generator)
+    t = t_lo + (t_hi - t_lo) * torch.frac(offset + doc.double() * GOLDEN).float()  # (T,): its sequence's t
+    is_residue = (tokens >= RESIDUES.start) & (tokens < RESIDUES.stop)
+    u = torch.where(is_residue, torch.rand(tokens.shape, device=tokens.device, generator=generator), 2.0)
+    lowest = torch.full_like(u, 2.0).scatter_reduce(0, doc, u, "amin")[doc]
+    masked = is_residue & ((u < t) | (u == lowest))
+    inputs = torch.where(masked, MASK, tokens)
+    labels = torch.where(masked, tokens, -100)
+    weights = torch.where(masked, 1.0 / (t * is_residue.sum().clamp_min(1)), 0.0)
+    return inputs, labels, weights
+
+
+def diffusion_t_range(step, cfg):
+    """(t_lo, t_hi) of the masking rate at a step: diffusion [t_min, 1]; mlm_to_diffusion: the point
+    mask_rate for mlm_steps steps, then widening linearly to [t_min, 1] over widen_steps steps."""
+    if cfg.objective == "diffusion":
+        return cfg.diffusion_t_min, 1.0
+    f = min(max(step - cfg.mlm_steps, 0) / max(cfg.widen_steps, 1), 1.0)
+    return cfg.mask_rate + f * (cfg.diffusion_t_min - cfg.mask_rate), cfg.mask_rate + f * (1.0 - cfg.mask_rate)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -472,9 +530,9 @@ class Block(nn.Module):
 
 
 class ProteinLM(nn.Module):
-    """The encoder. forward(tokens (T,) int64, starts (T,) bool[, labels (T,) int64]) returns logits (T, V)
-    float32, soft-capped at cfg.logit_softcap, or, given labels, the mean cross-entropy (nats) over the
-    positions whose label is not -100. Attention never crosses sequence boundaries: FlexAttention on CUDA,
+    """The encoder. forward(tokens (T,) int64, starts (T,) bool[, labels (T,) int64[, weights (T,) float32]])
+    returns logits (T, V) float32, soft-capped at cfg.logit_softcap, or, given labels, the mean cross-entropy
+    (nats) over the positions whose label is not -100, or, given weights too, sum(weights x cross-entropy). Attention never crosses sequence boundaries: FlexAttention on CUDA,
     scaled_dot_product_attention with the same dense mask elsewhere.
     """
 
@@ -491,14 +549,18 @@ class ProteinLM(nn.Module):
         self.skip_weights = nn.Parameter(torch.ones(L // 2))  # U-net: block i's output feeds block L-1-i
         self.head_dense = nn.Linear(D, D, bias=False)  # LM head: RMSNorm, dense, GELU, decoder (+ bias)
         self.decoder = nn.Linear(D, V)
-        nn.init.zeros_(self.decoder.weight)
         nn.init.zeros_(self.decoder.bias)
+        if cfg.tie_embeddings:  # the decoder shares the input embedding (V, D)
+            self.decoder.weight = self.embed.weight
+        else:
+            nn.init.zeros_(self.decoder.weight)
         head_dim = D // cfg.num_heads
         self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, head_dim, 2).float() / head_dim),
                              persistent=False)
 
     def hidden_states(self, tokens, starts):
-        """Per-block outputs: list of num_layers tensors (T, D) (the last is before the head's norm)."""
+        """Representations per layer: list of num_layers + 1 tensors (T, D): the normed token embedding, then
+        every block's output (the last is before the head's norm)."""
         doc, pos = document_ids(starts)
         if tokens.is_cuda:
             mask = document_block_mask(doc, self.cfg.attention_window)
@@ -510,7 +572,7 @@ class ProteinLM(nn.Module):
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32  # GPU: bf16 residual stream
         x = x0 = norm(F.embedding(tokens, self.embed.weight.to(dt)))
         ves = [F.embedding(tokens, ve.weight.to(dt)) for ve in self.value_embeds]
-        L, skips, out = len(self.blocks), [], []
+        L, skips, out = len(self.blocks), [], [x]
         for i, block in enumerate(self.blocks):
             if i >= L - L // 2:
                 x = x + self.skip_weights[L - 1 - i] * skips.pop()
@@ -521,13 +583,15 @@ class ProteinLM(nn.Module):
             out.append(x)
         return out
 
-    def forward(self, tokens, starts, labels=None):
+    def forward(self, tokens, starts, labels=None, weights=None):
         x = self.hidden_states(tokens, starts)[-1]
         logits = self.decoder(F.gelu(self.head_dense(norm(x)))).float()
         c = self.cfg.logit_softcap
         logits = c * torch.tanh(logits / c)
         if labels is None:
             return logits
+        if weights is not None:  # masked diffusion: sum of weights (T,) x per-position cross-entropy
+            return (F.cross_entropy(logits, labels, ignore_index=-100, reduction="none") * weights).sum()
         loss = F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
         return loss / (labels != -100).sum().clamp_min(1)
 
@@ -641,10 +705,11 @@ def lr_multiplier(step, cfg):
 VAL_MASK_RATE, VAL_SEED = 0.15, 0
 
 
-def eval_batches(paths, cfg):
+def eval_batches(paths, cfg, rate=VAL_MASK_RATE, stream=(), every=1, offset=0):
     """Pack a split for evaluation, deterministically: sequence i (in file order) gets its own mask, drawn
-    from np.random.default_rng([VAL_SEED, i]): each residue independently -> <mask> with prob. 0.15. So the
-    mask never depends on batch size or GPU count. Sequences longer than max_length keep their first
+    from np.random.default_rng([VAL_SEED, *stream, i]): each residue independently -> <mask> with prob. rate
+    (the protocol: 0.15, stream ()). So the mask never depends on batch size or GPU count. Only the
+    sequences with i % every == offset are taken (the NELBO's strata). Sequences longer than max_length keep their first
     max_length tokens. Returns a list of (inputs uint8 (T,), starts bool (T,), labels int16 (T,), -100 =
     unscored) and the residue counts (V,) int64 of the whole split (for its unigram entropy)."""
     shards, seqs = index_sequences(paths)
@@ -654,10 +719,12 @@ def eval_batches(paths, cfg):
     inputs, starts, labels = new()
     pos = 0
     for i, (k, a, b) in enumerate(seqs):
+        if i % every != offset:
+            continue
         seq = np.asarray(shards[k][a:b][:cfg.max_length])
         counts += np.bincount(seq, minlength=V)
         picked = (seq >= RESIDUES.start) & (seq < RESIDUES.stop)
-        picked &= np.random.default_rng([VAL_SEED, i]).random(len(seq)) < VAL_MASK_RATE
+        picked &= np.random.default_rng([VAL_SEED, *stream, i]).random(len(seq)) < rate
         if pos + len(seq) > T:
             starts[pos::cfg.max_length] = True
             out.append((inputs, starts, labels))
@@ -670,6 +737,26 @@ def eval_batches(paths, cfg):
         starts[pos::cfg.max_length] = True
         out.append((inputs, starts, labels))
     return out, counts
+
+
+def nelbo_batches(paths, cfg):
+    """The fixed masks of the validation NELBO: [(t_k, eval_batches of the sequences i with i % K == k, masked
+    at rate t_k)] for the K = nelbo_grid bin midpoints t_k = (k + 1/2) / K of (0, 1), seed stream (1,). Each
+    sequence is scored once, at one t: the whole grid costs one pass over the split."""
+    K = cfg.nelbo_grid
+    return [((k + 0.5) / K, eval_batches(paths, cfg, (k + 0.5) / K, (1,), K, k)[0]) for k in range(K)]
+
+
+def validation_nelbo(model, grid, residues, device, rank, world_size, autocast):
+    """Masked-diffusion negative ELBO per residue (nats; MDLM, Sahoo et al. 2024, eq. 10): the integral over
+    t in (0, 1) of E[sum of masked cross-entropy] / t, estimated with the rates t_k of `grid` (nelbo_batches)
+    stratified over the sequences (midpoint rule), divided by the split's residue count `residues`. An upper
+    bound on the per-residue negative log-likelihood; comparable across objectives (an MLM model gets one)."""
+    total = 0.0
+    for t, batches in grid:
+        r = evaluate(model, batches, device, rank, world_size, autocast)
+        total += r["loss"] * r["masked_tokens"] / t
+    return total / residues
 
 
 def unigram_entropy(counts):
@@ -692,10 +779,17 @@ def classification_metrics(confusion):
     prec = np.divide(tp[aa], pred[aa], out=np.zeros(len(aa)), where=pred[aa] > 0)
     rec = np.divide(tp[aa], true[aa], out=np.zeros(len(aa)), where=true[aa] > 0)
     f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros(len(aa)), where=prec + rec > 0)
-    cov = tp.sum() * n - pred @ true
-    denom = math.sqrt(max(n * n - pred @ pred, 0) * max(n * n - true @ true, 0))
     return dict(accuracy=float(tp.sum() / max(n, 1)), precision=float(prec.mean()), recall=float(rec.mean()),
-                f1=float(f1.mean()), mcc=float(cov / denom) if denom > 0 else 0.0)
+                f1=float(f1.mean()), mcc=mcc(C))
+
+
+def mcc(confusion):
+    """Multi-class Matthews correlation (Gorodkin 2004; scikit-learn's matthews_corrcoef) of a (C, C)
+    confusion matrix (rows: true, columns: predicted); 0 when undefined."""
+    C = np.asarray(confusion, np.float64)
+    n, tp, pred, true = C.sum(), np.trace(C), C.sum(0), C.sum(1)
+    denom = math.sqrt(max(n * n - pred @ pred, 0) * max(n * n - true @ true, 0))
+    return float((tp * n - pred @ true) / denom) if denom > 0 else 0.0
 
 
 @torch.no_grad()
@@ -733,7 +827,7 @@ def evaluate(model, batches, device, rank, world_size, autocast):
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoints (exact resume) and export (the trained model, for evaluation, probing and generation).
 
-SHAPE_FIELDS = ("num_layers", "model_dim", "num_heads", "mlp_dim", "num_value_embeds")
+SHAPE_FIELDS = ("num_layers", "model_dim", "num_heads", "mlp_dim", "num_value_embeds", "tie_embeddings")
 
 
 def save_checkpoint(path, state):
@@ -769,7 +863,7 @@ def export_model(model, cfg, folder):
     the format the Hugging Face ecosystem expects. Returns the folder. Needs the safetensors package."""
     from safetensors.torch import save_file
     os.makedirs(folder, exist_ok=True)
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()},
+    save_file({k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},  # tied: 2 copies
               os.path.join(folder, "model.safetensors"))
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=2)
@@ -790,6 +884,461 @@ def load_model(path, device="cpu"):
     model = ProteinLM(cfg)
     model.load_state_dict(weights)
     return model.to(device).eval(), cfg
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Generation by iterative unmasking, and pseudo-perplexity scoring (modes `generate` and `score`).
+
+
+def parse_template(text):
+    """A generation template -> residue ids, np.ndarray (n,) uint8: amino-acid letters are kept, `<mask>`
+    or `-` is a position to generate. An integer string "L" means L masked positions. Raises ValueError
+    on a character outside the vocabulary or a special token other than <mask>."""
+    if text.isdigit():
+        return np.full(int(text), MASK, np.uint8)
+    ids = encode(text.replace("-", "<mask>"), add_special=False)
+    bad = [VOCAB[i] for i in ids if not (RESIDUES.start <= i < RESIDUES.stop or i == MASK)]
+    if bad:
+        raise ValueError(f"template {text!r}: {bad[0]} is not a residue or <mask>")
+    return ids
+
+
+def pack(sequences, multiple=FLEX_BLOCK):
+    """Residue arrays -> one packed batch: tokens (T,) int64 `<cls> residues <eos>` each, starts (T,) bool,
+    and the slice of each sequence's residues; T is padded to a multiple of `multiple` (FlexAttention)."""
+    framed = [np.concatenate([[CLS], np.asarray(s, np.int64), [EOS]]) for s in sequences]
+    T = -(-sum(len(f) for f in framed) // multiple) * multiple
+    tokens, starts, spans, pos = np.full(T, PAD, np.int64), np.zeros(T, bool), [], 0
+    for f in framed:
+        tokens[pos:pos + len(f)], starts[pos] = f, True
+        spans.append(slice(pos + 1, pos + len(f) - 1))
+        pos += len(f)
+    starts[pos::multiple] = True  # padding: its own attention blocks
+    return torch.from_numpy(tokens), torch.from_numpy(starts), spans
+
+
+@torch.no_grad()
+def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.5):
+    """Fill the <mask> positions of each template by iterative unmasking with confidence-based order
+    (MaskGIT, Chang et al. 2022; LLaDA's low-confidence remasking, Nie et al. 2025).
+
+    templates: list of residue arrays (parse_template). Each of `steps` rounds runs the model on the whole
+    packed batch, samples a residue for every masked position from the 20 canonical amino acids only
+    (softmax at `temperature`; 0 = argmax) and keeps the samples of highest confidence, so that the number
+    still masked in each sequence falls linearly to 0 at the last round; the rest are masked again. The
+    confidence is log p(sample) + Gumbel noise scaled by order_noise x (1 - round / steps), MaskGIT's
+    annealed "choice temperature" (4.5 there): pure confidence (order_noise 0) lets a weak model fill a
+    protein with its most frequent residue first and then repeat it. Given residues never change. Deterministic for a seed (one torch.Generator on the model's device). Returns a
+    list of protein strings of the templates' lengths."""
+    device = next(model.parameters()).device
+    tokens, starts, spans = pack(templates)
+    tokens, starts = tokens.to(device), starts.to(device)
+    gen = torch.Generator(device).manual_seed(seed)
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    total = [int((tokens[sp] == MASK).sum()) for sp in spans]
+    for r in range(steps):
+        masked = tokens == MASK
+        if not masked.any():
+            break
+        with autocast:
+            logits = model(tokens, starts)[:, CANONICAL.start:CANONICAL.stop].float()
+        if temperature > 0:
+            probs = torch.softmax(logits / temperature, -1)
+            pick = torch.multinomial(probs, 1, generator=gen)[:, 0]
+        else:
+            probs = torch.softmax(logits, -1)
+            pick = probs.argmax(-1)
+        conf = probs.gather(1, pick[:, None])[:, 0].clamp_min(1e-30).log()
+        if order_noise > 0:
+            u = torch.rand(conf.shape, device=device, generator=gen).clamp(1e-20, 1 - 1e-7)
+            conf = conf - order_noise * (1 - r / steps) * torch.log(-torch.log(u))  # + scaled Gumbel noise
+        conf = conf.masked_fill(~masked, -math.inf)
+        sampled = pick + CANONICAL.start
+        for sp, n in zip(spans, total):
+            left = int(masked[sp].sum())
+            reveal = left - (n * (steps - r - 1)) // steps  # n (steps - r - 1) / steps stay masked after round r
+            if reveal > 0:
+                idx = conf[sp].topk(reveal).indices + sp.start
+                tokens[idx] = sampled[idx]
+    return [decode(tokens[sp].cpu()) for sp in spans]
+
+
+@torch.no_grad()
+def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
+    """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each residue of each sequence is
+    masked on its own (one masked copy per position, copies packed into batches of ~tokens_per_batch) and
+    scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
+    residues, its exp: the pseudo-perplexity)."""
+    device = next(model.parameters()).device
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    total, count, batch, targets = 0.0, 0, [], []
+
+    def flush():
+        nonlocal total
+        tokens, starts, spans = pack(batch)
+        with autocast:
+            logits = model(tokens.to(device), starts.to(device)).float()
+        where = torch.tensor([sp.start + j for sp, (j, _) in zip(spans, targets)], device=device)
+        label = torch.tensor([t for _, t in targets], device=device)
+        total += F.cross_entropy(logits[where], label, reduction="sum").item()
+        batch.clear(), targets.clear()
+
+    for seq in sequences:
+        seq = np.asarray(seq, np.int64)
+        for j in range(len(seq)):
+            copy_ = seq.copy()
+            copy_[j] = MASK
+            batch.append(copy_), targets.append((j, int(seq[j])))
+            count += 1
+            if sum(len(b) + 2 for b in batch) >= tokens_per_batch:
+                flush()
+    if batch:
+        flush()
+    mean = total / max(count, 1)
+    return mean, math.exp(mean)
+
+
+def read_fasta(path):
+    """(ids, residue arrays np.uint8) of a FASTA file (.gz too). Raises ValueError naming the file and the record on a
+    character outside the vocabulary or an empty record."""
+    records = []  # [id, [lines]]
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith(">"):
+                records.append([line[1:].split()[0] if line[1:].strip() else f"record_{len(records) + 1}", []])
+            elif line:
+                if not records:
+                    raise ValueError(f"{path}: sequence before the first '>' header")
+                records[-1][1].append(line)
+    seqs = []
+    for rid, lines in records:
+        if not lines:
+            raise ValueError(f"{path}: record {rid!r} is empty")
+        try:
+            seqs.append(encode("".join(lines), add_special=False))
+        except ValueError as e:
+            raise ValueError(f"{path}: record {rid!r}: {e}") from None
+    return [r for r, _ in records], seqs
+
+
+def composition(sequences):
+    """Amino-acid composition: {letter: fraction} over the 20 canonical residues of all sequences."""
+    counts = np.bincount(np.concatenate([np.asarray(s, np.int64) for s in sequences]), minlength=V)
+    aa = counts[CANONICAL.start:CANONICAL.stop]
+    return {VOCAB[CANONICAL.start + i]: float(c) / max(int(aa.sum()), 1) for i, c in enumerate(aa)}
+
+
+def sample_main(argv):
+    """`python train_plm.py generate MODEL ...` (FASTA to stdout or --out) and
+    `python train_plm.py score MODEL FASTA` (pseudo-perplexity and composition). MODEL: an export folder or
+    a checkpoint (load_model)."""
+    mode = argv[0]
+    ap = argparse.ArgumentParser(prog=f"train_plm.py {mode}", allow_abbrev=False)
+    ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
+    if mode == "generate":
+        ap.add_argument("--template", action="append", help="residues with <mask> or - to fill, or a length "
+                        "L (all masked); repeatable; default: --num sequences of --length")
+        ap.add_argument("--num", type=int, default=10)
+        ap.add_argument("--length", type=int, default=100)
+        ap.add_argument("--steps", type=int, default=0, help="unmasking rounds (default: the longest template's length)")
+        ap.add_argument("--temperature", type=float, default=1.0)
+        ap.add_argument("--order_noise", type=float, default=4.5, help="Gumbel noise on the unmasking order "
+                        "(annealed to 0; 0 = pure confidence)")
+        ap.add_argument("--seed", type=int, default=0)
+        ap.add_argument("--out", default="", help="FASTA file (default: stdout)")
+    else:
+        ap.add_argument("fasta", help="sequences to score")
+    args = ap.parse_args(argv[1:])
+    model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
+    if mode == "score":
+        ids, seqs = read_fasta(args.fasta)
+        mean, ppl = pseudo_perplexity(model, seqs)
+        comp = composition(seqs)
+        print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} residues, pseudo-perplexity "
+              f"{ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue)")
+        print("composition " + " ".join(f"{a}:{c:.4f}" for a, c in comp.items()))
+        return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, composition=comp)
+    try:
+        templates = [parse_template(t) for t in args.template] if args.template else \
+            [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
+    except ValueError as e:
+        ap.error(str(e))
+    steps = args.steps or max(len(t) for t in templates)
+    out = generate(model, templates, steps, args.temperature, args.seed, args.order_noise)
+    fasta = "".join(f">generated_{i} seed={args.seed} temperature={args.temperature} steps={steps} "
+                    f"order_noise={args.order_noise}\n{s}\n"
+                    for i, s in enumerate(out))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(fasta)
+    else:
+        sys.stdout.write(fasta)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Representation probes: every layer's embeddings scored by linear probes (mode `probe`, or --probe).
+
+PROBE_TASKS = {  # data/probes/<task>.tsv.gz, built by data/make_probes.py: (kind, primary metric)
+    "scl2205": ("class", "mcc"),  # sub-cellular localisation, 13 classes, per protein
+    "esol": ("regression", "spearman"),  # solubility, per protein
+    "secondary_structure": ("residue", "accuracy"),  # H / E / C per residue: Q3
+}
+SS_STATES = "HEC"  # '-' (unresolved) residues are neither trained on nor scored
+PROBE_RESIDUES = {"train": 100_000, "valid": 50_000}  # per-residue task: seeded protein subsets up to this size
+PROBE_PROTEINS = {"train": 5_000}  # per-protein tasks: a seeded subset of at most this many train proteins
+PROBE_L2 = {"class": (1e-4, 1e-3, 1e-2, 1e-1), "residue": (1e-4, 1e-3, 1e-2, 1e-1),
+            "regression": (1e-3, 1e-2, 1e-1, 1.0, 10.0)}  # the hyper-parameter search, chosen on valid
+
+
+def read_probe_task(path):
+    """data/probes/<task>.tsv.gz (columns id, split, label, sequence) -> {split: (residue arrays, labels)}:
+    labels are class names (list of str), floats (np.float64 (N,)) or per-residue int64 arrays (index in
+    SS_STATES, -1 for '-'), by the task's kind. Raises ValueError naming the file and line of a bad row."""
+    kind = PROBE_TASKS[os.path.basename(path).split(".")[0]][0]
+    out = {}
+    with gzip.open(path, "rt") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        if header != ["id", "split", "label", "sequence"]:
+            raise ValueError(f"{path}: header {header}, expected id split label sequence")
+        for n, line in enumerate(f, start=2):
+            try:
+                rid, split, label, seq = line.rstrip("\n").split("\t")
+                ids = encode(seq, add_special=False)
+                if kind == "regression":
+                    label = float(label)
+                elif kind == "residue":
+                    label = np.array([SS_STATES.find(c) if c != "-" else -1 for c in label], np.int64)
+                    if len(label) != len(ids) or (label < -1).any():
+                        raise ValueError("a per-residue label that is not H/E/C/- of the sequence's length")
+            except ValueError as e:
+                raise ValueError(f"{path}: line {n}: {e}") from None
+            seqs, labels = out.setdefault(split, ([], []))
+            seqs.append(ids)
+            labels.append(label)
+    return {k: (s, np.array(l) if kind == "regression" else l) for k, (s, l) in out.items()}
+
+
+@torch.no_grad()
+def embed(model, seqs, per_residue=False, tokens_per_batch=16384):
+    """Every layer's representation of protein sequences (residue arrays, no specials): layer 0 is the token
+    embedding, layers 1..L the blocks' outputs. Mean over each sequence's residues (<cls>, <eos>, padding
+    excluded): (L+1, N, D) float32; per_residue=True: (L+1, total residues, D) float32, residues in order.
+    Sequences are packed with document-masked attention, as in training. A sequence longer than
+    max_length - 2 residues is not truncated: it is cut into nearly equal consecutive windows of at most
+    max_length - 2 residues, <cls> only on the first and <eos> only on the last (as training crops), and
+    its residues pooled across them. Returns (embeddings, number of sequences windowed so)."""
+    device = next(model.parameters()).device
+    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    W = model.cfg.max_length - 2
+    T = max(-(-tokens_per_batch // FLEX_BLOCK), -(-model.cfg.max_length // FLEX_BLOCK)) * FLEX_BLOCK
+    windows, windowed = [], 0  # (tokens, sequence index, offset of its first residue, has <cls>)
+    offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
+    for i, s in enumerate(seqs):
+        k = max(1, -(-len(s) // W))
+        windowed += k > 1
+        cuts = np.linspace(0, len(s), k + 1).round().astype(int)
+        for j, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            piece = np.concatenate([[CLS]] * (j == 0) + [s[a:b]] + [[EOS]] * (j == k - 1)).astype(np.int64)
+            windows.append((piece, i, a, j == 0))
+    L1, D = len(model.blocks) + 1, model.cfg.model_dim
+    total = len(seqs) if not per_residue else int(offsets[-1])
+    out = torch.zeros(L1, total, D, device=device)
+
+    def run(batch):
+        tokens, starts = np.full(T, PAD, np.int64), np.zeros(T, bool)
+        where, target, pos = [], [], 0
+        for piece, i, a, cls in batch:
+            tokens[pos:pos + len(piece)], starts[pos] = piece, True
+            r = np.arange(len(piece) - cls - (piece[-1] == EOS))  # the residues of this window
+            where.append(pos + cls + r)
+            target.append(np.full(len(r), i) if not per_residue else offsets[i] + a + r)
+            pos += len(piece)
+        starts[pos::FLEX_BLOCK] = True
+        with autocast:
+            hs = model.hidden_states(torch.from_numpy(tokens).to(device), torch.from_numpy(starts).to(device))
+        where = torch.from_numpy(np.concatenate(where)).to(device)
+        target = torch.from_numpy(np.concatenate(target)).to(device)
+        for layer, h in enumerate(hs):
+            out[layer].index_add_(0, target, h[where].float())
+
+    batch, used = [], 0
+    for w in windows:
+        if used + len(w[0]) > T:
+            run(batch)
+            batch, used = [], 0
+        batch.append(w)
+        used += len(w[0])
+    if batch:
+        run(batch)
+    if not per_residue:
+        out /= torch.from_numpy(np.diff(offsets)).to(device).clamp_min(1)[None, :, None]
+    return out, windowed
+
+
+def composition_features(seqs, per_residue=False):
+    """The baseline without a model: amino-acid composition (fractions of ids 4-28) per sequence, (1, N, 25),
+    or the one-hot residue identity per residue, (1, total residues, 25); float32."""
+    if per_residue:
+        ids = torch.from_numpy(np.concatenate(seqs).astype(np.int64)) - RESIDUES.start
+        return F.one_hot(ids, len(RESIDUES)).float()[None]
+    return torch.stack([torch.bincount(torch.from_numpy(s.astype(np.int64)) - RESIDUES.start,
+                                       minlength=len(RESIDUES)).float() / max(len(s), 1) for s in seqs])[None]
+
+
+def fit_linear_probe(kind, X, y, l2, iters=100):
+    """A linear probe on standardised features X (N, D) float32: multinomial logistic regression (kind
+    class / residue; y (N,) int64; full-batch L-BFGS on mean cross-entropy + l2 |W|²/2) or ridge regression
+    (kind regression; y (N,) float; closed form in float64, l2 scaled by N). Returns predict(X) -> class
+    ids (N,) int64 or values (N,) float64."""
+    if kind == "regression":
+        X64, y64 = X.double(), torch.as_tensor(y, dtype=torch.float64, device=X.device)
+        A = X64.T @ X64 + l2 * len(X64) * torch.eye(X64.shape[1], dtype=torch.float64, device=X.device)
+        w = torch.linalg.solve(A, X64.T @ (y64 - y64.mean()))
+        return lambda Z: (Z.double() @ w + y64.mean()).cpu().numpy()
+    C = int(y.max()) + 1
+    W = torch.zeros(X.shape[1], C, device=X.device, requires_grad=True)
+    b = torch.zeros(C, device=X.device, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=iters, history_size=10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(X @ W + b, y) + 0.5 * l2 * (W * W).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return lambda Z: (Z @ W.detach() + b.detach()).argmax(-1).cpu()
+
+
+def spearman(a, b):
+    """Spearman rank correlation of two 1-D arrays (average ranks for ties, as scipy.stats.spearmanr)."""
+    def ranks(x):
+        x = np.asarray(x, np.float64)
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+        return (np.bincount(inv, weights=r) / counts)[inv]  # ties: their mean rank
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = math.sqrt((ra @ ra) * (rb @ rb))
+    return float(ra @ rb / denom) if denom > 0 else 0.0
+
+
+def probe_metrics(kind, pred, y):
+    """classification: accuracy and MCC; regression: Spearman (and Pearson)."""
+    if kind == "regression":
+        return dict(spearman=spearman(pred, y), pearson=float(np.corrcoef(pred, y)[0, 1]))
+    y, pred = np.asarray(y), np.asarray(pred)
+    C = max(int(y.max()), int(pred.max())) + 1
+    confusion = np.bincount(y * C + pred, minlength=C * C).reshape(C, C)
+    return dict(accuracy=float((pred == y).mean()), mcc=mcc(confusion))
+
+
+def probe_layers(kind, primary, feats, labels):
+    """Fit and score a linear probe on each layer. feats: {split: (layers, N, D)}, labels: {split: (N,)}.
+    Per layer: the L2 strength with the best valid `primary` metric, then its valid and test metrics.
+    Returns a list (one dict per layer: l2, valid, test)."""
+    rows = []
+    for layer in range(feats["train"].shape[0]):
+        X = {k: v[layer] for k, v in feats.items()}
+        mu, sd = X["train"].mean(0), X["train"].std(0).clamp_min(1e-6)
+        X = {k: (v - mu) / sd for k, v in X.items()}
+        y = {k: (torch.as_tensor(v, device=X["train"].device) if kind != "regression" else np.asarray(v))
+             for k, v in labels.items()}
+        best = None
+        for l2 in PROBE_L2[kind]:
+            predict = fit_linear_probe(kind, X["train"], y["train"], l2)
+            valid = probe_metrics(kind, predict(X["valid"]), np.asarray(labels["valid"]))
+            if best is None or valid[primary] > best[1][primary]:
+                best = (l2, valid, predict)
+        l2, valid, predict = best
+        rows.append(dict(l2=l2, valid=valid, test=probe_metrics(kind, predict(X["test"]), np.asarray(labels["test"]))))
+    return rows
+
+
+def probe_benchmark(model, probe_dir="data/probes", log=print, features=None):
+    """The representation benchmark: for each task of PROBE_TASKS, a linear probe per layer (train split;
+    L2 chosen on valid), scored on test at the layer best on valid. features(seqs, per_residue) gives the
+    (layers, N, D) features; default: embed(model, ...) (model=None with features: a baseline).
+    quality_score = mean over tasks of the primary test metric at the best layer (SCL2205 MCC, secondary
+    structure Q3, eSol Spearman). Returns dict(quality_score, tasks={task: dict(best_layer, score, layers)},
+    seconds). Raises FileNotFoundError naming a missing task file (build it with data/make_probes.py)."""
+    t0 = time.perf_counter()
+    features = features or (lambda seqs, per_residue: embed(model, seqs, per_residue)[0])
+    tasks = {}
+    for task, (kind, primary) in PROBE_TASKS.items():
+        path = os.path.join(probe_dir, f"{task}.tsv.gz")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: probe set missing; build it with python data/make_probes.py")
+        data = read_probe_task(path)
+        feats, labels = {}, {}
+        for split in ("train", "valid", "test"):
+            seqs, y = data[split]
+            if kind == "class":
+                names = sorted(set(data["train"][1]))
+                unknown = set(y) - set(names)
+                if unknown:
+                    raise ValueError(f"{path}: {split} has classes absent from train: {sorted(unknown)}")
+                y = np.array([names.index(c) for c in y], np.int64)
+            if kind == "residue":
+                if split in PROBE_RESIDUES:  # a seeded subset of proteins, up to PROBE_RESIDUES residues
+                    order = np.random.default_rng([0, len(seqs)]).permutation(len(seqs))
+                    keep = order[:np.searchsorted(np.cumsum([len(seqs[i]) for i in order]), PROBE_RESIDUES[split]) + 1]
+                    seqs, y = [seqs[i] for i in sorted(keep)], [y[i] for i in sorted(keep)]
+                y = np.concatenate(y)
+                f = features(seqs, True)
+                labelled = torch.from_numpy(y >= 0).to(f.device)
+                feats[split], labels[split] = f[:, labelled], y[y >= 0]
+            else:
+                if split in PROBE_PROTEINS and len(seqs) > PROBE_PROTEINS[split]:  # keeps CPU runs short
+                    keep = np.sort(np.random.default_rng([0, len(seqs)]).permutation(len(seqs))[:PROBE_PROTEINS[split]])
+                    seqs, y = [seqs[i] for i in keep], y[keep]
+                feats[split], labels[split] = features(seqs, False), y
+        rows = probe_layers(kind, primary, feats, labels)
+        best = max(range(len(rows)), key=lambda i: rows[i]["valid"][primary])
+        tasks[task] = dict(best_layer=best, score=rows[best]["test"][primary], metric=primary, layers=rows)
+        for i, r in enumerate(rows):
+            log(f"probe {task} layer {i}: valid {primary} {r['valid'][primary]:.4f} | test "
+                + " ".join(f"{k} {v:.4f}" for k, v in r["test"].items()) + (" <- best on valid" if i == best else ""))
+    score = float(np.mean([t["score"] for t in tasks.values()]))
+    return dict(quality_score=score, tasks=tasks, seconds=time.perf_counter() - t0)
+
+
+def probe_main(argv):
+    """`python train_plm.py probe MODEL [--probe_dir DIR] [--skip_baselines] [--out JSON]`: the benchmark on
+    a saved model, beside a randomly initialised model of the same shape and the composition baseline."""
+    ap = argparse.ArgumentParser(prog="train_plm.py probe", allow_abbrev=False)
+    ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
+    ap.add_argument("--probe_dir", default="data/probes")
+    ap.add_argument("--skip_baselines", action="store_true", help="only the trained model")
+    ap.add_argument("--out", default="", help="also write the results as JSON here")
+    args = ap.parse_args(argv[1:])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, cfg = load_model(args.model, device)
+    runs = {"trained": probe_benchmark(model, args.probe_dir)}
+    if not args.skip_baselines:
+        torch.manual_seed(cfg.seed)
+        runs["random_init"] = probe_benchmark(ProteinLM(cfg).to(device).eval(), args.probe_dir)
+        runs["composition"] = probe_benchmark(None, args.probe_dir, features=lambda s, r: composition_features(s, r).to(device))
+    print(f"\n| model | quality_score | " + " | ".join(f"{t} ({m}, best layer)" for t, (_, m) in PROBE_TASKS.items()) + " |")
+    print("|---|---|" + "---|" * len(PROBE_TASKS))
+    for name, r in runs.items():
+        print(f"| {name} | {r['quality_score']:.4f} | " + " | ".join(
+            f"{r['tasks'][t]['score']:.4f} (layer {r['tasks'][t]['best_layer']})" for t in PROBE_TASKS) + " |")
+    n_layers = len(runs["trained"]["tasks"]["scl2205"]["layers"])
+    print(f"\nper layer, test (trained{' / random init' if 'random_init' in runs else ''}):")
+    for i in range(n_layers):
+        print(f"layer {i}: " + " | ".join(f"{t} " + " / ".join(f"{runs[n]['tasks'][t]['layers'][i]['test'][m]:.4f}"
+                                                              for n in runs if n != "composition")
+                                          for t, (_, m) in PROBE_TASKS.items()))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(runs, f, indent=1)
+    return runs
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -874,6 +1423,11 @@ def measure_peak_flops(device):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("generate", "score"):
+        return sample_main(argv)
+    if argv and argv[0] == "probe":
+        return probe_main(argv)
     cfg = parse_config(argv)
     distributed = "RANK" in os.environ
     if distributed:
@@ -892,7 +1446,7 @@ def main(argv=None):
         ckpt, ckpt_path = load_checkpoint(cfg.resume, cfg.out_dir, cfg.run_id)
         resume_flag = cfg.resume
         cfg = parse_config(argv, base=ckpt["config"])
-        old = {k: ckpt["config"][k] for k in SHAPE_FIELDS}
+        old = {k: ckpt["config"].get(k, getattr(Config, k)) for k in SHAPE_FIELDS}
         if old != {k: getattr(cfg, k) for k in SHAPE_FIELDS}:
             raise SystemExit(f"{ckpt_path}: checkpoint of a model with {old}; this run asks for "
                              f"{ {k: getattr(cfg, k) for k in SHAPE_FIELDS} }: refusing to resume")
@@ -933,8 +1487,11 @@ def main(argv=None):
     mask_gen = torch.Generator(device).manual_seed(cfg.seed * 1000 + rank + 1)
 
     train_paths = resolve_files(cfg.train_files, "train")
-    valid, valid_counts = eval_batches(resolve_files(cfg.valid_files, "valid"), cfg)
+    valid_paths = resolve_files(cfg.valid_files, "valid")
+    valid, valid_counts = eval_batches(valid_paths, cfg)
     val_entropy = unigram_entropy(valid_counts)
+    nelbo_grid = nelbo_batches(valid_paths, cfg) if cfg.nelbo_grid else []
+    valid_residues = int(valid_counts[RESIDUES.start:RESIDUES.stop].sum())
     log(f"train shards {len(train_paths)} | valid {len(valid)} batches, unigram entropy {val_entropy:.4f} nats")
 
     def train_step(loader, step):
@@ -948,9 +1505,12 @@ def main(argv=None):
         for _ in range(micro_per_step):
             tokens, starts = loader.next()
             real, sumsq = real + loader.last[0], sumsq + loader.last[1]
-            inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen)
+            if cfg.objective == "mlm":
+                masked = mask_tokens(tokens, cfg.mask_rate, mask_gen)  # (inputs, labels)
+            else:
+                masked = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)
             with autocast:
-                loss = train_model(inputs, starts, labels)
+                loss = train_model(masked[0], starts, *masked[1:])
             (loss / micro_per_step).backward()
             loss_sum += loss.detach()
         if world_size > 1:
@@ -1040,9 +1600,14 @@ def main(argv=None):
         checked = step + 1
 
     def validate(step_done):
+        """The 15% MLM protocol; plus the NELBO for diffusion objectives, and for every objective at the end."""
         v = evaluate(train_model, valid, device, rank, world_size, autocast)
+        nelbo = ""
+        if nelbo_grid and (cfg.objective != "mlm" or step_done == cfg.steps):
+            v["nelbo"] = validation_nelbo(train_model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
+            nelbo = f" val_nelbo:{v['nelbo']:.4f}"
         log(f"step:{step_done}/{cfg.steps} val_loss:{v['loss']:.4f} val_ppl:{v['perplexity']:.3f} "
-            f"val_acc:{v['accuracy']:.4f} val_f1:{v['f1']:.4f} val_mcc:{v['mcc']:.4f} "
+            f"val_acc:{v['accuracy']:.4f} val_f1:{v['f1']:.4f} val_mcc:{v['mcc']:.4f}{nelbo} "
             f"train_time:{train_time:.1f}s tokens:{tokens_seen * world_size:,}")
         log.metrics(step_done, {f"val_{k}": v for k, v in v.items()})
         return v
@@ -1127,7 +1692,8 @@ def main(argv=None):
     mean_sq = sumsq_seen / max(tokens_seen, 1)
     fpt = flops_per_token(model, mean_sq)
     tps = tokens_total / max(train_time, 1e-9)
-    result = dict(preset=cfg.preset, seed=cfg.seed, world_size=world_size, val_loss=round(val["loss"], 5),
+    result = dict(preset=cfg.preset, objective=cfg.objective, seed=cfg.seed, world_size=world_size,
+                  val_loss=round(val["loss"], 5), val_nelbo=round(val["nelbo"], 5) if "nelbo" in val else None,
                   val_perplexity=round(val["perplexity"], 4), val_accuracy=round(val["accuracy"], 5),
                   val_f1=round(val["f1"], 5), val_mcc=round(val["mcc"], 5),
                   val_unigram_entropy=round(val_entropy, 5), test_loss=round(test["loss"], 5),
@@ -1148,6 +1714,11 @@ def main(argv=None):
             api.create_repo(cfg.hub_repo, exist_ok=True)
             api.upload_folder(folder_path=folder, repo_id=cfg.hub_repo, allow_patterns=["*.safetensors", "*.json"])
             log(f"uploaded to https://huggingface.co/{cfg.hub_repo}")
+    if cfg.probe and rank == 0:
+        probes = probe_benchmark(model.eval(), cfg.probe_dir, log)
+        log(f"probes: quality_score {probes['quality_score']:.4f} in {probes['seconds']:.0f}s")
+        result["quality_score"] = round(probes["quality_score"], 5)
+        result.update({f"probe_{t}": round(r["score"], 5) for t, r in probes["tasks"].items()})
     log.metrics(cfg.steps, {f"test_{k}": v for k, v in test.items()})
     log("RESULT " + json.dumps(result))
     log.close()
