@@ -1310,7 +1310,8 @@ def probe_benchmark(model, probe_dir="data/probes", log=print, features=None):
 
 def probe_main(argv):
     """`python train_plm.py probe MODEL [--probe_dir DIR] [--skip_baselines] [--out JSON]`: the benchmark on
-    a saved model, beside a randomly initialised model of the same shape and the composition baseline."""
+    a saved model, beside a randomly initialised model of the same shape (output projections random too, not
+    zero as for training) and the composition baseline."""
     ap = argparse.ArgumentParser(prog="train_plm.py probe", allow_abbrev=False)
     ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
     ap.add_argument("--probe_dir", default="data/probes")
@@ -1322,7 +1323,11 @@ def probe_main(argv):
     runs = {"trained": probe_benchmark(model, args.probe_dir)}
     if not args.skip_baselines:
         torch.manual_seed(cfg.seed)
-        runs["random_init"] = probe_benchmark(ProteinLM(cfg).to(device).eval(), args.probe_dir)
+        random_model = ProteinLM(cfg)
+        for p in random_model.parameters():  # zero-initialised output projections would make every block the
+            if p.dim() == 2 and not p.any():  # identity: a random model's layers then all equal its embedding
+                init_linear(p)
+        runs["random_init"] = probe_benchmark(random_model.to(device).eval(), args.probe_dir)
         runs["composition"] = probe_benchmark(None, args.probe_dir, features=lambda s, r: composition_features(s, r).to(device))
     print(f"\n| model | quality_score | " + " | ".join(f"{t} ({m}, best layer)" for t, (_, m) in PROBE_TASKS.items()) + " |")
     print("|---|---|" + "---|" * len(PROBE_TASKS))

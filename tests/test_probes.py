@@ -190,6 +190,9 @@ def test_probe_mode_with_baselines(probe_dir, tmp_path, capsys):
     folder = tp.export_model(model, model.cfg, str(tmp_path / "export"))
     runs = tp.main(["probe", folder, "--probe_dir", str(probe_dir), "--out", str(tmp_path / "p.json")])
     assert set(runs) == {"trained", "random_init", "composition"}
+    # the random model's blocks are not the identity (its output projections are not zero): layers differ
+    esol_layers = [l["test"]["pearson"] for l in runs["random_init"]["tasks"]["esol"]["layers"]]
+    assert len({round(v, 9) for v in esol_layers}) == 4, esol_layers
     out = capsys.readouterr().out
     assert "| composition |" in out and "| random_init |" in out and "layer 3:" in out
     assert (tmp_path / "p.json").exists()
