@@ -134,8 +134,10 @@ def parse_config(argv=None, has_gpu=None, base=None):
     Raises SystemExit (argparse error) on an unknown flag, listing every valid flag.
     """
     fields = dataclasses.fields(Config)
-    parser = argparse.ArgumentParser(description="Pretrain a protein language model (see the module docstring).",
-                                     allow_abbrev=False)  # a typo must not silently set another field
+    parser = argparse.ArgumentParser(
+        description="Pretrain a protein language model (see the module docstring). Other modes, each with --help: "
+                    "train_plm.py generate MODEL | score MODEL FASTA | probe MODEL.",
+        allow_abbrev=False)  # a typo must not silently set another field
     for f in fields:
         kind = {"bool": lambda s: s.lower() in ("1", "true", "yes"), "int": int, "float": float}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)

@@ -10,9 +10,10 @@ gzip'd or not), checks and normalises every sequence, assigns it to train/valid/
 binary token shards plus a JSON sidecar per shard and a report of every refused record.
 
 Speed and memory: input is streamed in chunks of ``--chunk_mb`` MB of uncompressed text cut at
-record boundaries; each chunk is parsed with numpy on the whole byte buffer (newline / header
-positions by ``np.flatnonzero``, a 256-entry translation table for tokens and for bad bytes), and
-only the few records holding a bad byte fall back to per-record Python.  Chunks are parsed by
+record boundaries; each chunk is parsed with numpy and C-level bytes operations on the whole
+buffer (newline / header positions by ``np.flatnonzero``, the record bodies joined in one
+``bytes.join``, a 256-entry ``bytes.translate`` table for tokens and for bad bytes), and only the
+few records holding a bad byte fall back to per-record Python.  Chunks are parsed by
 ``--workers`` processes (multiprocessing; the main process decompresses, assigns splits and writes
 shards, in input order, so the output does not depend on the number of workers).  Memory: about
 (2 * workers + 2) chunks, plus one shard buffer per split (~2 x ``--shard_tokens`` bytes while a
@@ -128,10 +129,17 @@ TRANSLATE, IS_LOWER = _build_tables()
 # _FLAG[b]: 0 for an accepted upper-case letter, 1 for an accepted lower-case letter, 2 otherwise
 _FLAG = np.where(TRANSLATE == _INVALID, 2, IS_LOWER.astype(np.uint8)).astype(np.uint8)
 # bytes.translate table of the FASTA fast path: placeholder bytes 1 -> <cls>, 2 -> <eos>
+# (accepted lower-case letters map to id | 0x80 there, so one max() over the tokens tells whether
+# a chunk has lower-case letters or bad bytes at all; _UNLOWER maps id | 0x80 back to id)
 _PH_CLS, _PH_EOS, _DROP = 1, 2, 254
+_LOWER_BIT = 0x80
 _FAST_TABLE = TRANSLATE.copy()
+_FAST_TABLE[IS_LOWER & (TRANSLATE != _INVALID)] |= _LOWER_BIT
 _FAST_TABLE[_PH_CLS], _FAST_TABLE[_PH_EOS] = CLS_ID, EOS_ID
 _FAST_TABLE = _FAST_TABLE.tobytes()
+_UNLOWER = np.arange(256, dtype=np.uint8)
+_UNLOWER[_LOWER_BIT | FIRST_RESIDUE_ID: _LOWER_BIT | LAST_RESIDUE_ID + 1] &= ~np.uint8(_LOWER_BIT)
+_UNLOWER = _UNLOWER.tobytes()
 
 
 class InputError(ValueError):
@@ -245,15 +253,19 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError
 def sniff_format(path: str | os.PathLike) -> str:
     """Return 'fasta' if any line of the file starts with '>', else 'text' (one sequence a line).
 
-    Streams the file (stops at the first header).  Raises InputError naming the file if it is
-    missing, a corrupt gzip, contains NUL bytes or is not valid UTF-8 in the part scanned.
+    Streams the file (16 KiB, then 1 MiB at a time; stops at the first header, so a FASTA file
+    costs one small read).  Raises InputError naming the file if it is missing, a corrupt gzip,
+    contains NUL bytes or is not valid UTF-8 in the part scanned (the rest of the file is checked
+    the same way while it is converted).
     """
     path = Path(path)
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, prev_last, line = 0, b"\n", 1
+    size = 1 << 14  # a FASTA file is known by its first byte: inflate only 16 KiB at first
     try:
         with _open_binary(path) as f:
-            while chunk := f.read(1 << 20):
+            while chunk := f.read(size):
+                size = 1 << 20
                 pos = chunk.find(b"\x00")
                 if pos >= 0:
                     line += chunk.count(b"\n", 0, pos)
@@ -454,9 +466,15 @@ class Chunk:
     refused:    [(record index or -1 for lines before the first header, line_no, reason,
                 detail, bad_char or '')], in record order.
     lowercase / final_stop: kept records that had lower-case letters / a final '*' stripped.
-    ids:        record ids: a list of str (table), or None (computed from ``headers``).
-    headers:    FASTA: the header lines' bytes, each ending in '\\n'; header_ends: int64 offsets
-                of each header's end in ``headers``.
+    ids:        record ids: a list of str (table), or None (computed from the header lines).
+    text, hdr_start, hdr_end: FASTA fast path: the chunk's text and int64 offsets of each record's
+                header line in it ('>' .. the '\\n', exclusive); the ids are cut from it only when
+                a message needs one.  A pool worker returns ``text=None`` for a chunk the main
+                process sent it (the main process puts its own copy back: no transfer), and for
+                a file it read itself when no record can be dropped as a duplicate (then the ids
+                of the refused records travel in ``refused_ids``).
+    headers:    FASTA (other chunks): the header lines' bytes, each ending in '\\n';
+                header_ends: int64 offsets of each header's end in ``headers``.
     """
     n_records: int
     line_nos: np.ndarray
@@ -471,16 +489,26 @@ class Chunk:
     headers: bytes | None = None
     header_ends: np.ndarray | None = None
     input_bytes: int = 0
+    text: bytes | None = None
+    hdr_start: np.ndarray | None = None
+    hdr_end: np.ndarray | None = None
+    refused_ids: dict | None = None  # {record index: id} of the refused records, kept by a pool
+                                     # worker that does not send ``text`` back
 
     def record_id(self, i: int) -> str:
         """The id of record i: header's first word ('' if none), the table id, or 'line N'."""
         if self.ids is not None:
             return self.ids[i]
-        if self.headers is None:
+        if self.refused_ids is not None and i in self.refused_ids:
+            return self.refused_ids[i]
+        if self.hdr_start is not None:
+            text = self.text[int(self.hdr_start[i]): int(self.hdr_end[i])].decode("utf-8")
+        elif self.headers is not None:
+            start = int(self.header_ends[i - 1]) if i else 0
+            text = self.headers[start: int(self.header_ends[i])].decode("utf-8")
+        else:
             return f"line {int(self.line_nos[i])}"
-        start = int(self.header_ends[i - 1]) if i else 0
-        text = self.headers[start: int(self.header_ends[i])].decode("utf-8").rstrip("\r\n")
-        words = text[1:].split(maxsplit=1)
+        words = text.rstrip("\r\n")[1:].split(maxsplit=1)
         return words[0] if words else ""
 
 
@@ -519,12 +547,13 @@ def _parse_chunk(chunk: bytes, fmt: str, path: str, first_line: int, need_digest
     starts = np.empty_like(nl)
     starts[0] = 0
     starts[1:] = nl[:-1] + 1
-    cr = np.zeros(nl.size, dtype=bool)
-    nonempty = nl > starts
-    cr[nonempty] = buf[nl[nonempty] - 1] == 13
-    ends = nl - cr  # line ends without '\r\n' / '\n'
-    keep = buf != 10
-    keep[nl[cr] - 1] = False
+    cr = None  # per line: it ends in '\r\n' (the '\r' is stripped); None: no '\r' in the chunk
+    ends = nl  # line ends without '\r\n' / '\n'
+    if b"\r" in chunk:
+        cr = np.zeros(nl.size, dtype=bool)
+        nonempty = nl > starts
+        cr[nonempty] = buf[nl[nonempty] - 1] == 13
+        ends = nl - cr
     refused: list = []
     headers = header_ends = None
     if fmt == "fasta":
@@ -535,13 +564,16 @@ def _parse_chunk(chunk: bytes, fmt: str, path: str, first_line: int, need_digest
             if nb.size:
                 refused.append((-1, first_line + int(nb[0]), "before_header",
                                 "sequence line(s) before the first '>' header", ""))
-            keep[: starts[h0] if h0 < nl.size else buf.size] = False
         if not hdr.size:
             return Chunk(0, _empty_i64(), _empty_i64(), _empty_i64(), np.zeros(0, np.uint8),
                          b"" if need_digest else None, refused)
         line_nos = first_line + hdr.astype(np.int64)
         if b"\x01" not in chunk and b"\x02" not in chunk:
-            return _fasta_fast(chunk, starts, nl, cr, hdr, line_nos, refused, need_digest)
+            return _fasta_fast(chunk, nl, starts, cr, hdr, line_nos, refused, need_digest)
+        keep = buf != 10
+        if cr is not None:
+            keep[nl[cr] - 1] = False
+        keep[: starts[h0]] = False
         hs, he = starts[hdr], nl[hdr] + 1
         delta = np.zeros(buf.size + 1, dtype=np.int8)
         delta[hs] = 1
@@ -552,6 +584,9 @@ def _parse_chunk(chunk: bytes, fmt: str, path: str, first_line: int, need_digest
         keep &= ~in_header
         lengths = np.add.reduceat(keep.view(np.uint8), hs, dtype=np.int64)
     else:
+        keep = buf != 10
+        if cr is not None:
+            keep[nl[cr] - 1] = False
         rec = np.flatnonzero(ends > starts)
         lengths = (ends - starts)[rec].astype(np.int64)
         line_nos = first_line + rec.astype(np.int64)
@@ -560,64 +595,68 @@ def _parse_chunk(chunk: bytes, fmt: str, path: str, first_line: int, need_digest
                    header_ends=header_ends)
 
 
-def _fasta_fast(chunk: bytes, starts: np.ndarray, nl: np.ndarray, cr: np.ndarray,
+def _fasta_fast(chunk: bytes, nl: np.ndarray, starts: np.ndarray, cr: np.ndarray | None,
                 hdr: np.ndarray, line_nos: np.ndarray, refused: list, need_digest: bool) -> Chunk:
-    """FASTA fast path (chunk has no bytes 0, 1, 2): C-level ``bytes.translate`` does the work.
+    """FASTA fast path (chunk has no bytes 0, 1, 2): C-level bytes operations do the work.
 
-    In a copy of the chunk, header text and stripped '\\r' become 0 (deleted), each header's '\\n'
-    becomes placeholder 1 (-> <cls>), each record's last '\\n' placeholder 2 (-> <eos>); deleting
-    0 and '\\n' leaves ``raw`` = the records as 1 residues 2 (a header-only record is just 1), and
-    one translate gives the framed tokens.  Only records with a token 255 (bad byte or a final
-    '*') or an empty one get per-record work.
+    The record bodies (the lines after each header) are joined with placeholder bytes 2, 1
+    between them (-> ``<eos>``, ``<cls>``; a stripped '\\r' becomes '\\n' first), one
+    ``bytes.translate`` deletes the newlines (``raw``: 1 residues 2 per record) and a second maps
+    bytes to token ids (255 = bad byte, id | 0x80 = lower-case letter).  The record lengths follow
+    from the line positions, the header lines stay in ``chunk`` (ids cut out only for messages).
+    Only records with a bad byte or a final '*', or empty ones, get per-record work.
     """
-    arr = np.frombuffer(bytearray(chunk), dtype=np.uint8)
-    hs = starts[hdr]
     nh = hdr.size
-    # zero the header text: mask of [hs, nl_hdr) per record via repeat
-    seg = np.empty(2 * nh + 1, dtype=np.int64)
-    seg[0] = hs[0]
-    seg[1::2] = nl[hdr] - hs
-    nxt = np.empty(nh, dtype=np.int64)
-    nxt[:-1] = hs[1:]
-    nxt[-1] = arr.size
-    seg[2::2] = nxt - nl[hdr]
-    keepval = np.zeros(2 * nh + 1, dtype=np.uint8)  # before the first header, then per record:
-    keepval[2::2] = 255                               # header text 0, the rest 255
-    keepmask = np.repeat(keepval, seg)
-    np.bitwise_and(arr, keepmask, out=arr)
-    arr[nl[cr] - 1] = 0
-    last_nl = np.empty(nh, dtype=np.int64)
-    last_nl[:-1] = nl[hdr[1:] - 1]
-    last_nl[-1] = nl[-1]
-    body = last_nl != nl[hdr]  # the record has at least one line after its header
-    arr[last_nl[body]] = _PH_EOS
-    arr[nl[hdr]] = _PH_CLS
-    raw = arr.tobytes().translate(None, b"\x00\n")
-    framed = np.frombuffer(raw.translate(_FAST_TABLE), dtype=np.uint8)
-    rb = np.frombuffer(raw, dtype=np.uint8)
-    cls = np.flatnonzero(framed == CLS_ID)
-    n = cls.size
-    rec_end = np.empty(n, dtype=np.int64)  # end (exclusive) of each record in framed
-    rec_end[:-1] = cls[1:]
-    rec_end[-1] = framed.size
-    lengths = rec_end - cls - 1 - body  # raw residue bytes
-    # header lines, for record ids (only looked at for messages)
-    hbuf = np.frombuffer(chunk, dtype=np.uint8)
-    hmask = np.repeat(keepval == 0, seg)
-    hmask[: hs[0]] = False
-    hmask[nl[hdr]] = True
-    headers = hbuf[hmask].tobytes() if nh else b""
-    header_ends = np.cumsum(nl[hdr] + 1 - hs)
+    hs = starts[hdr]  # '>' of each header line
+    he = nl[hdr]      # its '\n'
+    body_end = np.empty(nh, dtype=np.int64)  # the body of record i: he[i] + 1 .. body_end[i]
+    body_end[:-1] = hs[1:]
+    body_end[-1] = len(chunk)
+    next_hdr = np.empty(nh, dtype=np.int64)  # line index of the next header (or of the end)
+    next_hdr[:-1] = hdr[1:]
+    next_hdr[-1] = nl.size
+    # residues (raw bytes) per record: body bytes - its '\n's - its stripped '\r's
+    lengths = body_end - he - 1 - (next_hdr - hdr - 1)
+    src = chunk
+    if cr is not None and cr.any():
+        ccr = np.zeros(nl.size + 1, dtype=np.int64)
+        np.cumsum(cr, out=ccr[1:])
+        lengths -= ccr[next_hdr] - ccr[hdr + 1]
+        ba = bytearray(chunk)
+        np.frombuffer(ba, dtype=np.uint8)[nl[cr] - 1] = 10  # '\r' of '\r\n' -> deleted as '\n'
+        src = ba
+    mv = memoryview(src)
+    bodies = list(map(mv.__getitem__, map(slice, (he + 1).tolist(), body_end.tolist())))
+    bodies[0] = b"\x01" + bodies[0]
+    bodies[-1] = bytes(bodies[-1]) + b"\x02"
+    raw = b"\x02\x01".join(bodies).translate(None, b"\n")
+    del bodies, mv
+    n = nh
+    cost = lengths + 2
+    cls = np.cumsum(cost) - cost  # offset of each record's <cls> in raw / framed
+    rec_last = cls + lengths      # offset of each record's last raw byte (its <cls> if empty)
+    ftok = raw.translate(_FAST_TABLE)
+    framed = np.frombuffer(ftok, dtype=np.uint8)
     stop = np.zeros(n, dtype=bool)
     bad = lengths == 0
     if b"*" in raw:
         has = lengths > 0
-        stop[has] = rb[rec_end[has] - 2] == _STOP_BYTE
-    if raw.find(b"\xff") >= 0 or framed.max(initial=0) == _INVALID:
+        rb = np.frombuffer(raw, dtype=np.uint8)
+        stop[has] = rb[rec_last[has]] == _STOP_BYTE
+    lrec = None  # records with a lower-case letter
+    norm = raw
+    if framed.max(initial=0) >= _LOWER_BIT:  # a bad byte (255) or a lower-case letter
         badpos = np.flatnonzero(framed == _INVALID)
+        if np.count_nonzero(framed >= _LOWER_BIT) > badpos.size:
+            low = np.flatnonzero((framed >= _LOWER_BIT) & (framed != _INVALID))
+            lrec = np.zeros(n, dtype=bool)
+            lrec[np.searchsorted(cls, low, side="right") - 1] = True
+            norm = raw.upper()
+            framed = np.frombuffer(ftok.translate(_UNLOWER), dtype=np.uint8)
         if stop.any():  # a final '*' is not a bad byte
-            badpos = np.setdiff1d(badpos, rec_end[stop] - 2, assume_unique=True)
+            badpos = np.setdiff1d(badpos, rec_last[stop], assume_unique=True)
         bad[np.searchsorted(cls, badpos, side="right") - 1] = True
+    del ftok
     bad |= (lengths - stop) == 0
     for i in np.flatnonzero(bad).tolist():
         c = clean_sequence(raw[cls[i] + 1: cls[i] + 1 + lengths[i]].decode("utf-8"))
@@ -629,28 +668,31 @@ def _fasta_fast(chunk: bytes, starts: np.ndarray, nl: np.ndarray, cr: np.ndarray
     if bad.any() or stop.any():
         out = framed.copy()
         if stop.any():
-            out[rec_end[stop & ok] - 2] = _DROP
+            out[rec_last[stop & ok]] = _DROP
         for i in np.flatnonzero(bad).tolist():
-            out[cls[i]: rec_end[i]] = _DROP
+            out[cls[i]: cls[i] + cost[i]] = _DROP
         framed = np.frombuffer(out.tobytes().translate(None, bytes([_DROP])), dtype=np.uint8)
-    lowercase = 0
-    norm = raw
-    if not raw.isupper():  # some lower-case letter (or no letter at all)
-        low = np.flatnonzero((rb >= 97) & (rb <= 122))
-        if low.size:
-            lrec = np.zeros(n, dtype=bool)
-            lrec[np.searchsorted(cls, low, side="right") - 1] = True
-            lowercase = int((lrec & ok).sum())
-            norm = raw.upper()
     digests = None
     if need_digest:
-        s0 = (cls[ok] + 1).tolist()
-        e0 = (cls[ok] + 1 + klen).tolist()
-        b2 = hashlib.blake2b
-        digests = b"".join([b2(x, digest_size=16).digest()
-                            for x in map(norm.__getitem__, map(slice, s0, e0))])
+        s0 = cls[ok] + 1
+        digests = _digests(norm, s0.tolist(), (s0 + klen).tolist())
+    lowercase = 0 if lrec is None else int((lrec & ok).sum())
     return Chunk(n, line_nos, kept, klen, framed, digests, refused, lowercase=lowercase,
-                 final_stop=int((stop & ok).sum()), headers=headers, header_ends=header_ends)
+                 final_stop=int((stop & ok).sum()), text=chunk, hdr_start=hs, hdr_end=he)
+
+
+def _digests(data: bytes, starts: list, ends: list) -> bytes:
+    """blake2b-128 digests of ``data[s:e]`` for each (s, e), back to back (16 bytes each).
+
+    Copying a prepared blake2b(digest_size=16) object is cheaper than a new one per sequence."""
+    new = hashlib.blake2b(digest_size=16).copy
+    out: list[bytes] = []
+    put = out.append
+    for s, e in zip(starts, ends):
+        h = new()
+        h.update(data[s:e])
+        put(h.digest())
+    return b"".join(out)
 
 
 def parse_table_rows(values: Sequence[str], ids: Sequence[str], line_nos: Sequence[int],
@@ -710,15 +752,8 @@ def _finish(seq: np.ndarray, lengths: np.ndarray, line_nos: np.ndarray, refused:
         if lower[ok].any():
             norm = seq.copy()
             norm[IS_LOWER[norm]] -= 32
-        mv = memoryview(norm.tobytes() if not norm.flags.c_contiguous else norm)
-        ends = np.cumsum(klen).tolist()
-        b2 = hashlib.blake2b
-        s = 0
-        parts = []
-        for e in ends:
-            parts.append(b2(mv[s:e], digest_size=16).digest())
-            s = e
-        digests = b"".join(parts)
+        ends = np.cumsum(klen)
+        digests = _digests(norm.tobytes(), (ends - klen).tolist(), ends.tolist())
     # frame: <cls> ids <eos>
     total = int(klen.sum()) + 2 * k
     framed = np.empty(total, dtype=np.uint8)
@@ -806,16 +841,22 @@ class _RawReader(io.RawIOBase):
 # Shards
 # ----------------------------------------------------------------------------------------------
 
-def _write_shard_bytes(path: Path, data, n_tokens: int) -> None:
-    """Write header + ``data`` (a bytes-like object of n_tokens uint8) via ``<path>.tmp`` + rename."""
+def _write_shard_bytes(path: Path, parts: Iterable, n_tokens: int) -> None:
+    """Write header + the bytes-like ``parts`` in order (n_tokens uint8 in all) via
+    ``<path>.tmp`` + rename.  Raises ValueError if the parts do not hold n_tokens bytes."""
     if n_tokens > MAX_SHARD_TOKENS:
         raise ValueError(f"{path}: {n_tokens} tokens exceed the int32 header limit")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[0], header[1], header[2] = MAGIC, VERSION, n_tokens
     tmp = path.with_name(path.name + ".tmp")
+    written = 0
     with open(tmp, "wb") as f:
         f.write(header.tobytes())
-        f.write(data)
+        for part in parts:
+            written += f.write(part)
+    if written != n_tokens:
+        tmp.unlink()
+        raise ValueError(f"{path}: wrote {written} tokens, expected {n_tokens}")
     os.replace(tmp, path)
 
 
@@ -831,7 +872,7 @@ def write_shard(path: str | os.PathLike, sequences: Sequence[np.ndarray]) -> int
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1:
             raise ValueError(f"{path}: every sequence must be a 1-D uint8 array")
     tokens = np.concatenate(sequences) if len(sequences) else np.zeros(0, np.uint8)
-    _write_shard_bytes(path, tokens.tobytes(), int(tokens.size))
+    _write_shard_bytes(path, [tokens.tobytes()], int(tokens.size))
     return int(tokens.size)
 
 def read_shard(path: str | os.PathLike) -> np.ndarray:
@@ -887,11 +928,13 @@ def shard_stats(sequences: Sequence[np.ndarray]) -> dict:
     return stats_of(tokens, lengths)
 
 
-def stats_of(tokens: np.ndarray, lengths: np.ndarray) -> dict:
+def stats_of(tokens: np.ndarray | None, lengths: np.ndarray, counts: np.ndarray | None = None
+             ) -> dict:
     """``shard_stats`` from a shard's token stream (uint8, any order) and its residue lengths
-    (int64, one per sequence).  Vectorised: one bincount over the tokens."""
+    (int64, one per sequence).  Vectorised: one bincount over the tokens (or ``counts``, the
+    tokens' byte histogram from ``byte_counts``, given instead of the tokens)."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    counts = byte_counts(tokens)[: len(VOCAB)]
+    counts = (byte_counts(tokens) if counts is None else counts)[: len(VOCAB)]
     res_counts = counts[FIRST_RESIDUE_ID: LAST_RESIDUE_ID + 1]
     hist: dict[str, int] = {}
     if lengths.size:
@@ -985,22 +1028,41 @@ class _SplitWriter:
         if not self.lengths:
             return
         k = len(self.shards)
-        tokens = np.concatenate(self.tokens) if len(self.tokens) > 1 else self.tokens[0]
         lengths = np.concatenate(self.lengths) if len(self.lengths) > 1 else self.lengths[0]
         rng = np.random.default_rng([self.seed, SPLITS.index(self.split), k])
-        perm = rng.permutation(lengths.size)
-        # <eos> (2) occurs only at record ends: split there (C speed), permute, join again
-        pieces = tokens.tobytes().split(b"\x02")[:-1]
-        if len(pieces) == 1:
-            data = pieces[0] + b"\x02"
-        else:
-            data = b"\x02".join(operator.itemgetter(*perm.tolist())(pieces)) + b"\x02"
+        perm = rng.permutation(lengths.size).tolist()
+        # <eos> (2) occurs only at record ends: split there (C speed), permute, join again.  Per
+        # buffered batch and per block of the output, so that no shard-sized buffer is made.
+        pieces: list[bytes] = []
+        counts = np.zeros(256, dtype=np.int64)  # byte histogram of the shard, for the sidecar
+        for t in self.tokens:
+            p = t.tobytes().split(b"\x02")
+            p.pop()  # the empty piece after the last <eos>
+            pieces += p
+        self.tokens = []
+        if len(pieces) != lengths.size:
+            raise AssertionError(f"{self.split}: {len(pieces)} sequences, expected {lengths.size}")
+        n_tokens = int(lengths.sum()) + 2 * lengths.size
+
+        def blocks() -> Iterator[bytes]:
+            step = 1 << 15
+            for i in range(0, len(perm), step):
+                idx = perm[i: i + step]
+                got = operator.itemgetter(*idx)(pieces) if len(idx) > 1 else (pieces[idx[0]],)
+                block = b"\x02".join(got)
+                counts[:] += byte_counts(np.frombuffer(block, dtype=np.uint8))
+                counts[EOS_ID] += 1
+                yield block
+                yield b"\x02"
+
         path = self.out_dir / f"{self.name}_{self.split}_{k:06d}.bin"
-        _write_shard_bytes(path, data, len(data))
-        stats = {"file": path.name, "split": self.split, "shard": k, **stats_of(tokens, lengths),
+        _write_shard_bytes(path, blocks(), n_tokens)
+        del pieces
+        stats = {"file": path.name, "split": self.split, "shard": k,
+                 **stats_of(None, lengths, counts=counts),
                  "format": {"header_int32": HEADER_INTS, "magic": MAGIC, "version": VERSION,
                             "token_dtype": "uint8", "vocab": VOCAB}}
-        assert stats["tokens"] == len(data)
+        assert stats["tokens"] == n_tokens
         path.with_suffix(".json").write_text(json.dumps(stats, indent=1) + "\n")
         self.shards.append((path, stats))
         self.tokens, self.lengths, self.buffered_tokens = [], [], 0
@@ -1112,15 +1174,27 @@ def _ensure_importable() -> None:
         sys.modules[__name__] = mod
 
 
-def _work(task: tuple) -> Chunk | list[Chunk]:
+def _work(task: tuple, in_pool: bool = False, need_text: bool = True) -> Chunk | list[Chunk]:
     """Worker entry point: parse one chunk of FASTA/text, one batch of table rows, or a whole
-    small file (read and decompressed in the worker; a list of chunks)."""
+    small file (read and decompressed in the worker; a list of chunks).  ``in_pool``: a chunk
+    sent by the main process comes back without its text (the main process has it); so does a
+    file's chunk unless ``need_text`` (ids of records dropped as duplicates), keeping the ids of
+    its refused records."""
     if task[0] == "chunk":
-        return parse_chunk(*task[1:])
+        ch = parse_chunk(*task[1:])
+        if in_pool:
+            ch.text = None
+        return ch
     if task[0] == "file":
         _, path, fmt, chunk_bytes, need_digest = task
-        return [parse_chunk(c, fmt, str(path), line, need_digest)
-                for c, line in iter_chunks(path, fmt, chunk_bytes)]
+        out = [parse_chunk(c, fmt, str(path), line, need_digest)
+               for c, line in iter_chunks(path, fmt, chunk_bytes)]
+        if in_pool and not need_text:
+            for ch in out:
+                if ch.text is not None:
+                    ch.refused_ids = {r[0]: ch.record_id(r[0]) for r in ch.refused if r[0] >= 0}
+                    ch.text = None
+        return out
     return parse_table_rows(*task[1:])
 
 
@@ -1195,6 +1269,8 @@ def build_shards(inputs: Sequence[tuple[str | os.PathLike, str | None]], out_dir
     items.sort(key=lambda ps: order.get(ps[1], 2))  # stable: keeps the given order within groups
     need_digest = bool(dedup or valid_frac > 0 or test_frac > 0
                        or any(s in ("valid", "test") for _, s in items))
+    # record ids of kept records are needed only for duplicate messages
+    need_text = bool(dedup or any(s in ("valid", "test") for _, s in items))
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1251,14 +1327,22 @@ def build_shards(inputs: Sequence[tuple[str | os.PathLike, str | None]], out_dir
                 ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
                 pool = ctx.Pool(workers)
                 pending: collections.deque = collections.deque()
+
+                def result(task: tuple, r) -> Chunk | list[Chunk]:
+                    ch = r.get()
+                    if task[0] == "chunk" and ch.hdr_start is not None:
+                        ch.text = task[1]  # offsets into the chunk as sent
+                    return ch
+
                 for fi, nb, task in tasks():
-                    pending.append((fi, nb, pool.apply_async(_work, (task,))))
+                    pending.append((fi, nb, task,
+                                    pool.apply_async(_work, (task, True, need_text))))
                     if len(pending) >= 2 * workers:
-                        fi0, nb0, r = pending.popleft()
-                        consume(fi0, nb0, r.get())
+                        fi0, nb0, task0, r = pending.popleft()
+                        consume(fi0, nb0, result(task0, r))
                 while pending:
-                    fi0, nb0, r = pending.popleft()
-                    consume(fi0, nb0, r.get())
+                    fi0, nb0, task0, r = pending.popleft()
+                    consume(fi0, nb0, result(task0, r))
                 pool.close()
                 pool.join()
                 pool = None
@@ -1374,16 +1458,28 @@ def _consume(path: Path, forced: str | None, fs: FileSummary, ch: Chunk, st: _St
         rep.line(text, to_stderr=to_stderr)
     if not k:
         return
-    present = np.unique(codes if keep is None else codes[keep])
-    for c in present.tolist():
+    if keep is not None:
+        codes[~keep] = len(SPLITS)  # dropped
+    # runs of consecutive records with the same code: each split's tokens are a few slices of
+    # ch.framed (no per-token mask; one run, the usual case for a file-forced split, is a view)
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    run_start = np.concatenate(([0], change))
+    run_end = np.concatenate((change, [k]))
+    run_code = codes[run_start]
+    tok = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(ch.lengths + 2, out=tok[1:])
+    for c in range(len(SPLITS)):
+        runs = np.flatnonzero(run_code == c)
+        if not runs.size:
+            continue
         split = SPLITS[c]
-        if keep is None and present.size == 1:
-            framed, lengths = ch.framed, ch.lengths
+        if runs.size == 1:
+            a, b = int(run_start[runs[0]]), int(run_end[runs[0]])
+            framed, lengths = ch.framed[int(tok[a]): int(tok[b])], ch.lengths[a:b]
         else:
-            sel = codes == c
-            if keep is not None:
-                sel &= keep
-            framed, lengths = ch.framed[np.repeat(sel, ch.lengths + 2)], ch.lengths[sel]
+            ta, tb = tok[run_start[runs]].tolist(), tok[run_end[runs]].tolist()
+            framed = np.concatenate([ch.framed[a:b] for a, b in zip(ta, tb)])
+            lengths = ch.lengths[codes == c]
         fs.kept[split] += int(lengths.size)
         fs.residues[split] += int(lengths.sum())
         writers[split].add_batch(framed, lengths)

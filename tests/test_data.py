@@ -412,6 +412,32 @@ def test_fast_path_matches_per_record_reference(tmp_path, capsys, gz):
     assert runs[0] == runs[1] == runs[2] == runs[3]  # byte-identical whatever chunks / workers
 
 
+
+def test_duplicate_messages_same_whatever_workers(tmp_path, capsys):
+    """Dropped records are named by id in every mode: one process, chunks sent to workers, and
+    whole files read by workers (ids of kept records then travel back with the chunk text)."""
+    rng = random.Random(7)
+    pool = ["".join(rng.choices(LETTERS[:20], k=rng.randint(5, 60))) for _ in range(40)]
+    files = {}
+    for f in range(3):
+        recs = [f">f{f}_r{i} desc\n{rng.choice(pool)}\n" for i in range(300)]
+        recs.append(f">f{f}_bad\nMKJ\n")
+        files[f"d{f}.fa"] = "".join(recs)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    inputs = [(tmp_path / "d0.fa", "valid"), (tmp_path / "d1.fa", None), (tmp_path / "d2.fa", None)]
+    reports = []
+    for chunk_bytes, workers in [(1 << 22, 1), (2000, 2), (1 << 20, 2)]:
+        out = tmp_path / f"o{chunk_bytes}_{workers}"
+        res = prep.build_shards(inputs, out, "t", valid_frac=0.0, test_frac=0.1, dedup=True,
+                                log=io.StringIO(), workers=workers, chunk_bytes=chunk_bytes,
+                                stderr_limit=0)
+        reports.append(res.report_path.read_text())
+    assert reports[0] == reports[1] == reports[2]
+    assert "d1.fa: f1_r" in reports[0] and "dropped [duplicate]" in reports[0]
+    assert "dropped [cross_split_duplicate]" in reports[0]
+    assert "d2.fa: f2_bad (line 601): refused [invalid_char]: character 'J'" in reports[0]
+
 def test_parse_chunk_counts_and_ids():
     ch = prep.parse_chunk(b">a x\nmkv*\n>b\nMK*V\n>c\r\nLL\r\nAA\r\n>d\n", "fasta", "f.fa", 10)
     assert ch.n_records == 4 and ch.kept.tolist() == [0, 2] and ch.lengths.tolist() == [3, 4]
