@@ -11,7 +11,8 @@ diffusion) in one file, and generate from / score with a trained one.
 
 Design contract: one self-contained file (standard library, torch, numpy), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
-checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a frozen copy of this file plus the log it wrote, and the
+checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a
+frozen copy of this file plus the log it wrote, and the
 log begins with this file's exact source. What is not training (FASTA conversion, downloads, tests, record
 checks) lives outside it, under data/, records/ and tests/.
 
@@ -126,6 +127,15 @@ PRESETS = {
 OBJECTIVES = ("mlm", "diffusion", "mlm_to_diffusion")
 
 
+def parse_bool(text):
+    """'true'/'1'/'yes' -> True, 'false'/'0'/'no' -> False (any case); anything else is an argparse error."""
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false, yes/no, 1/0)")
+
+
 def parse_config(argv=None, has_gpu=None, base=None):
     """Resolve the config: dataclass defaults < preset < command-line flags; with `base` (a dict, e.g. a
     checkpoint's config): base < command-line flags.
@@ -139,7 +149,7 @@ def parse_config(argv=None, has_gpu=None, base=None):
                     "train_plm.py generate MODEL | score MODEL FASTA | probe MODEL.",
         allow_abbrev=False)  # a typo must not silently set another field
     for f in fields:
-        kind = {"bool": lambda s: s.lower() in ("1", "true", "yes"), "int": int, "float": float}.get(
+        kind = {"bool": parse_bool, "int": int, "float": float}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)
         parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default!r}")
     args, unknown = parser.parse_known_args(argv)
@@ -162,6 +172,12 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error(f"unknown objective {cfg.objective!r}; objectives: {list(OBJECTIVES)}")
     if not 0 < cfg.diffusion_t_min < 1:
         parser.error("diffusion_t_min must lie in (0, 1)")
+    if not 0 < cfg.mask_rate <= 1:
+        parser.error("mask_rate must lie in (0, 1]")
+    if cfg.steps < 1 or cfg.log_every < 1 or min(cfg.eval_every, cfg.save_every, cfg.warmup_steps, cfg.nelbo_grid,
+                                                  cfg.mlm_steps, cfg.widen_steps) < 0:
+        parser.error("steps and log_every must be >= 1; eval_every, save_every, warmup_steps, nelbo_grid, "
+                     "mlm_steps and widen_steps >= 0")
     return cfg
 
 
@@ -211,22 +227,26 @@ def decode(ids, skip_special=True):
 MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 
 
+class ShardError(ValueError):
+    """A shard that is not in the published format, or not framed <cls> residues <eos>."""
+
+
 def open_shard(path):
     """Memory-map a shard: returns np.memmap (n_tokens,) uint8 (nothing is read into RAM).
 
-    Raises ValueError naming the file when the magic, the version or the token count does not match.
+    Raises ShardError (a ValueError) naming the file when the magic, the version or the token count does not match.
     """
     size = os.path.getsize(path)
     if size < HEADER_INTS * 4:
-        raise ValueError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
+        raise ShardError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
     header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
     if header[0] != MAGIC:
-        raise ValueError(f"{path}: wrong magic number {header[0]} (expected {MAGIC}); not a token shard")
+        raise ShardError(f"{path}: wrong magic number {header[0]} (expected {MAGIC}); not a token shard")
     if header[1] != SHARD_VERSION:
-        raise ValueError(f"{path}: unsupported shard version {header[1]} (expected {SHARD_VERSION})")
+        raise ShardError(f"{path}: unsupported shard version {header[1]} (expected {SHARD_VERSION})")
     n = int(header[2])
     if n != size - HEADER_INTS * 4:
-        raise ValueError(f"{path}: header says {n} tokens but the file holds {size - HEADER_INTS * 4}")
+        raise ShardError(f"{path}: header says {n} tokens but the file holds {size - HEADER_INTS * 4}")
     return np.memmap(path, dtype=np.uint8, mode="r", offset=HEADER_INTS * 4, shape=(n,))
 
 
@@ -234,25 +254,25 @@ def index_sequences(paths, chunk=1 << 24):
     """Find every sequence in the shards: returns (shards, seqs) with seqs an (N, 3) int64 array of
     (shard index, start, end) token offsets. Scans in chunks, so memory stays at the index size.
 
-    Raises ValueError naming the file if a shard is empty, does not start with <cls>, holds ids >= 33, or
+    Raises ShardError (a ValueError) naming the file if a shard is empty, does not start with <cls>, holds ids >= 33, or
     has a sequence that does not end with <eos> (a cheap check of the data at start).
     """
     shards, rows = [], []
     for k, path in enumerate(paths):
         toks = open_shard(path)
         if len(toks) == 0 or toks[0] != CLS:
-            raise ValueError(f"{path}: a shard must start with <cls> (sequences are <cls> residues <eos>)")
+            raise ShardError(f"{path}: a shard must start with <cls> (sequences are <cls> residues <eos>)")
         starts = []
         for a in range(0, len(toks), chunk):
             block = np.asarray(toks[a:a + chunk])
             if block.max() >= V:
-                raise ValueError(f"{path}: token id {block.max()} near offset {a} is outside the vocabulary")
+                raise ShardError(f"{path}: token id {block.max()} near offset {a} is outside the vocabulary")
             starts.append(np.flatnonzero(block == CLS) + a)
         starts = np.concatenate(starts)
         ends = np.append(starts[1:], len(toks))
         bad = np.flatnonzero(toks[ends - 1] != EOS)  # reads one byte per sequence
         if len(bad):
-            raise ValueError(f"{path}: the sequence at token offset {starts[bad[0]]} does not end with <eos> "
+            raise ShardError(f"{path}: the sequence at token offset {starts[bad[0]]} does not end with <eos> "
                              f"({len(bad)} such sequences); check the shards with: python data/check.py")
         rows.append(np.stack([np.full_like(starts, k), starts, ends], 1))
         shards.append(toks)
@@ -534,7 +554,8 @@ class Block(nn.Module):
 class ProteinLM(nn.Module):
     """The encoder. forward(tokens (T,) int64, starts (T,) bool[, labels (T,) int64[, weights (T,) float32]])
     returns logits (T, V) float32, soft-capped at cfg.logit_softcap, or, given labels, the mean cross-entropy
-    (nats) over the positions whose label is not -100, or, given weights too, sum(weights x cross-entropy). Attention never crosses sequence boundaries: FlexAttention on CUDA,
+    (nats) over the positions whose label is not -100, or, given weights too, sum(weights x cross-entropy).
+    Attention never crosses sequence boundaries: FlexAttention on CUDA,
     scaled_dot_product_attention with the same dense mask elsewhere.
     """
 
@@ -746,7 +767,8 @@ def nelbo_batches(paths, cfg):
     at rate t_k)] for the K = nelbo_grid bin midpoints t_k = (k + 1/2) / K of (0, 1), seed stream (1,). Each
     sequence is scored once, at one t: the whole grid costs one pass over the split."""
     K = cfg.nelbo_grid
-    return [((k + 0.5) / K, eval_batches(paths, cfg, (k + 0.5) / K, (1,), K, k)[0]) for k in range(K)]
+    grid = [((k + 0.5) / K, eval_batches(paths, cfg, (k + 0.5) / K, (1,), K, k)[0]) for k in range(K)]
+    return [(t, b) for t, b in grid if b]  # a split of fewer than K sequences leaves strata empty
 
 
 def validation_nelbo(model, grid, residues, device, rank, world_size, autocast):
@@ -930,7 +952,8 @@ def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.
     still masked in each sequence falls linearly to 0 at the last round; the rest are masked again. The
     confidence is log p(sample) + Gumbel noise scaled by order_noise x (1 - round / steps), MaskGIT's
     annealed "choice temperature" (4.5 there): pure confidence (order_noise 0) lets a weak model fill a
-    protein with its most frequent residue first and then repeat it. Given residues never change. Deterministic for a seed (one torch.Generator on the model's device). Returns a
+    protein with its most frequent residue first and then repeat it. Given residues never change.
+    Deterministic for a seed (one torch.Generator on the model's device). Returns a
     list of protein strings of the templates' lengths."""
     device = next(model.parameters()).device
     tokens, starts, spans = pack(templates)
@@ -1001,27 +1024,40 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
 
 
 def read_fasta(path):
-    """(ids, residue arrays np.uint8) of a FASTA file (.gz too). Raises ValueError naming the file and the record on a
-    character outside the vocabulary or an empty record."""
+    """(ids, residue arrays np.uint8, normalisations) of a FASTA file (.gz too). Normalised and counted, as
+    data/prepare.py does: lower case upper-cased, one final '*' stripped. Raises ValueError naming the file
+    (and the record) on an unreadable or empty file, a sequence line before the first header, an empty
+    record or a character outside the vocabulary."""
     records = []  # [id, [lines]]
-    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
-        for line in f:
-            line = line.strip()
-            if line.startswith(">"):
-                records.append([line[1:].split()[0] if line[1:].strip() else f"record_{len(records) + 1}", []])
-            elif line:
-                if not records:
-                    raise ValueError(f"{path}: sequence before the first '>' header")
-                records[-1][1].append(line)
-    seqs = []
+    try:
+        with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith(">"):
+                    records.append([line[1:].split()[0] if line[1:].strip() else f"record_{len(records) + 1}", []])
+                elif line:
+                    if not records:
+                        raise ValueError(f"{path}: sequence before the first '>' header")
+                    records[-1][1].append(line)
+    except (EOFError, OSError, UnicodeDecodeError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
+    if not records:
+        raise ValueError(f"{path}: no FASTA record")
+    seqs, notes = [], dict(upper_cased=0, stop_stripped=0)
     for rid, lines in records:
-        if not lines:
+        text = "".join(lines)
+        notes["stop_stripped"] += text.endswith("*")
+        text = text[:-1] if text.endswith("*") else text
+        notes["upper_cased"] += text != text.upper()
+        if not text:
             raise ValueError(f"{path}: record {rid!r} is empty")
         try:
-            seqs.append(encode("".join(lines), add_special=False))
+            seqs.append(encode(text, add_special=False))
         except ValueError as e:
             raise ValueError(f"{path}: record {rid!r}: {e}") from None
-    return [r for r, _ in records], seqs
+    return [r for r, _ in records], seqs, notes
 
 
 def composition(sequences):
@@ -1043,7 +1079,8 @@ def sample_main(argv):
                         "L (all masked); repeatable; default: --num sequences of --length")
         ap.add_argument("--num", type=int, default=10)
         ap.add_argument("--length", type=int, default=100)
-        ap.add_argument("--steps", type=int, default=0, help="unmasking rounds (default: the longest template's length)")
+        ap.add_argument("--steps", type=int, default=0,
+                        help="unmasking rounds (default: the longest template's length)")
         ap.add_argument("--temperature", type=float, default=1.0)
         ap.add_argument("--order_noise", type=float, default=4.5, help="Gumbel noise on the unmasking order "
                         "(annealed to 0; 0 = pure confidence)")
@@ -1052,18 +1089,24 @@ def sample_main(argv):
     else:
         ap.add_argument("fasta", help="sequences to score")
     args = ap.parse_args(argv[1:])
+    if mode == "generate" and (args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0
+                               or args.order_noise < 0):
+        ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
     if mode == "score":
-        ids, seqs = read_fasta(args.fasta)
+        ids, seqs, notes = read_fasta(args.fasta)
         mean, ppl = pseudo_perplexity(model, seqs)
         comp = composition(seqs)
         print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} residues, pseudo-perplexity "
-              f"{ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue)")
+              f"{ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue); normalised: "
+              f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped")
         print("composition " + " ".join(f"{a}:{c:.4f}" for a, c in comp.items()))
         return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, composition=comp)
     try:
         templates = [parse_template(t) for t in args.template] if args.template else \
             [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
+        if any(len(t) == 0 for t in templates):
+            raise ValueError("a template of length 0")
     except ValueError as e:
         ap.error(str(e))
     steps = args.steps or max(len(t) for t in templates)
@@ -1330,8 +1373,10 @@ def probe_main(argv):
             if p.dim() == 2 and not p.any():  # identity: a random model's layers then all equal its embedding
                 init_linear(p)
         runs["random_init"] = probe_benchmark(random_model.to(device).eval(), args.probe_dir)
-        runs["composition"] = probe_benchmark(None, args.probe_dir, features=lambda s, r: composition_features(s, r).to(device))
-    print(f"\n| model | quality_score | " + " | ".join(f"{t} ({m}, best layer)" for t, (_, m) in PROBE_TASKS.items()) + " |")
+        runs["composition"] = probe_benchmark(
+            None, args.probe_dir, features=lambda s, r: composition_features(s, r).to(device))
+    print("\n| model | quality_score | "
+          + " | ".join(f"{t} ({m}, best layer)" for t, (_, m) in PROBE_TASKS.items()) + " |")
     print("|---|---|" + "---|" * len(PROBE_TASKS))
     for name, r in runs.items():
         print(f"| {name} | {r['quality_score']:.4f} | " + " | ".join(
@@ -1430,11 +1475,24 @@ def measure_peak_flops(device):
 
 
 def main(argv=None):
+    """Command line: train (flags of Config), or the modes generate / score / probe. Missing or unreadable
+    files and bad sequences end with a one-line error (SystemExit) instead of a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("generate", "score"):
-        return sample_main(argv)
-    if argv and argv[0] == "probe":
-        return probe_main(argv)
+    mode = argv[0] if argv and argv[0] in ("generate", "score", "probe") else None
+    try:
+        if mode:
+            return (probe_main if mode == "probe" else sample_main)(argv)
+        return train(argv)
+    except (FileNotFoundError, ShardError) as e:  # missing or broken data: the message names the file
+        raise SystemExit(f"train_plm.py: error: {e}")
+    except (OSError, EOFError, ValueError) as e:
+        if mode is None:
+            raise  # in training these are not user errors: keep the traceback
+        raise SystemExit(f"train_plm.py {mode}: error: {e}")
+
+
+def train(argv):
+    """The training run: returns the RESULT dict (None when stopped by a signal)."""
     cfg = parse_config(argv)
     distributed = "RANK" in os.environ
     if distributed:

@@ -3,6 +3,7 @@ unmasking and pseudo-perplexity scoring (CPU).
 
 Run: python -m pytest -q tests/test_diffusion.py
 """
+import gzip
 import json
 import math
 import re
@@ -254,7 +255,8 @@ def test_generate_and_score_commands(tmp_path, capsys):
     out = tmp_path / "gen.fasta"
     seqs = tp.main(["generate", folder, "--num", "3", "--length", "12", "--steps", "4", "--seed", "5",
                     "--out", str(out)])
-    ids, parsed = tp.read_fasta(str(out))
+    ids, parsed, notes = tp.read_fasta(str(out))
+    assert notes == dict(upper_cased=0, stop_stripped=0)
     assert ids == ["generated_0", "generated_1", "generated_2"]
     assert [tp.decode(p) for p in parsed] == seqs and all(len(s) == 12 for s in seqs)
     tp.main(["generate", folder, "--template", "MK--A", "--seed", "5"])
@@ -265,9 +267,46 @@ def test_generate_and_score_commands(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tp.main(["generate", folder, "--template", "MK<eos>"])
     bad = tmp_path / "bad.fasta"
+    bad.write_text(">a\nmkv*\n>b\nMK\nVA*\n")  # normalised like data/prepare.py, and counted
+    ids, parsed, notes = tp.read_fasta(str(bad))
+    assert [tp.decode(p) for p in parsed] == ["MKV", "MKVA"] and notes == dict(upper_cased=1, stop_stripped=2)
     bad.write_text(">ok\nMKV\n>broken one\nMK1V\n")
     with pytest.raises(ValueError, match=r"bad\.fasta: record 'broken'"):
         tp.read_fasta(str(bad))
     bad.write_text(">empty\n>ok\nMKV\n")
     with pytest.raises(ValueError, match="record 'empty' is empty"):
         tp.read_fasta(str(bad))
+    bad.write_text(">a\nMK*V\n")
+    with pytest.raises(ValueError, match=r"record 'a': character '\*' at position 2"):
+        tp.read_fasta(str(bad))
+    # command-line errors: one line naming the file, no traceback
+    bad.write_text("")
+    with pytest.raises(SystemExit, match=r"score: error: .*bad\.fasta: no FASTA record"):
+        tp.main(["score", folder, str(bad)])
+    trunc = tmp_path / "t.fasta.gz"
+    text = "".join(f">r{i}\n{''.join(np.random.default_rng(i).choice(list('ACDEFGHIKLMNPQRSTVWY'), 200))}\n"
+                   for i in range(50))
+    data = gzip.compress(text.encode())
+    trunc.write_bytes(data[:len(data) // 2])
+    with pytest.raises(SystemExit, match=r"t\.fasta\.gz: cannot read"):
+        tp.main(["score", folder, str(trunc)])
+    with pytest.raises(SystemExit, match="nothere"):
+        tp.main(["score", str(tmp_path / "nothere"), str(out)])
+    for flags in (["--num", "0"], ["--length", "0"], ["--temperature", "-1"], ["--template", ""]):
+        with pytest.raises(SystemExit):
+            tp.main(["generate", folder, *flags])
+
+
+def test_a_valid_split_smaller_than_the_nelbo_grid(tmp_path, shards):
+    """Fewer valid sequences than nelbo_grid strata: the empty strata are skipped, the run finishes."""
+    write_sequences(tmp_path / "few_valid_000000.bin", random_sequences(np.random.default_rng(9), 3, 20, 60))
+    args = run_args(shards, tmp_path, "--objective", "diffusion", "--steps", 2, "--nelbo_grid", 8)
+    args[args.index("--valid_files") + 1] = str(tmp_path / "few_valid_*.bin")
+    result = tp.main(args)
+    assert math.isfinite(result["val_nelbo"])
+    grid = tp.nelbo_batches([str(tmp_path / "few_valid_000000.bin")], cfg_of("--nelbo_grid", 8))
+    assert [t for t, _ in grid] == pytest.approx([0.0625, 0.1875, 0.3125])
+    write_sequences(tmp_path / "none_valid_000000.bin", [])
+    args[args.index("--valid_files") + 1] = str(tmp_path / "none_valid_*.bin")
+    with pytest.raises(SystemExit, match=r"none_valid_000000\.bin: a shard must start with <cls>"):
+        tp.main(args)

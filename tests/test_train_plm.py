@@ -971,3 +971,17 @@ def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
     n = sum(p.numel() for p in tp.ProteinLM(cfg_of("--preset", "cpu")).parameters())
     with pytest.raises(SystemExit, match=f"{n:,} parameters: the speed track allows fewer than {n:,}"):
         tp.main(base + ["--max_params", str(n)])
+
+
+@pytest.mark.parametrize("flags", [["--tie_embeddings", "maybe"], ["--compile", "on"], ["--mask_rate", "1.5"],
+                                   ["--mask_rate", "0"], ["--steps", "-5"], ["--log_every", "0"],
+                                   ["--eval_every", "-1"]])
+def test_bad_values_are_refused(flags, capsys):
+    with pytest.raises(SystemExit):
+        tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
+    assert "error" in capsys.readouterr().err
+
+
+def test_booleans_parse_strictly():
+    assert tp.parse_config(["--tie_embeddings", "Yes"], has_gpu=False).tie_embeddings is True
+    assert tp.parse_config(["--save_model", "0"], has_gpu=False).save_model is False
