@@ -914,6 +914,11 @@ def load_model(path, device="cpu"):
 # Generation by iterative unmasking, and pseudo-perplexity scoring (modes `generate` and `score`).
 
 
+def inference_autocast(device):
+    """bf16 autocast on a GPU, nothing on CPU (fp32): the precision of training, for a trained model's use."""
+    return torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def parse_template(text):
     """A generation template -> residue ids, np.ndarray (n,) uint8: amino-acid letters are kept, `<mask>`
     or `-` is a position to generate. An integer string "L" means L masked positions. Raises ValueError
@@ -959,7 +964,7 @@ def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.
     tokens, starts, spans = pack(templates)
     tokens, starts = tokens.to(device), starts.to(device)
     gen = torch.Generator(device).manual_seed(seed)
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = inference_autocast(device)
     total = [int((tokens[sp] == MASK).sum()) for sp in spans]
     for r in range(steps):
         masked = tokens == MASK
@@ -995,7 +1000,7 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
     residues, its exp: the pseudo-perplexity)."""
     device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = inference_autocast(device)
     total, count, batch, targets = 0.0, 0, [], []
 
     def flush():
@@ -1175,7 +1180,7 @@ def embed(model, seqs, per_residue=False, tokens_per_batch=16384):
     max_length - 2 residues, <cls> only on the first and <eos> only on the last (as training crops), and
     its residues pooled across them. Returns (embeddings, number of sequences windowed so)."""
     device = next(model.parameters()).device
-    autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = inference_autocast(device)
     W = model.cfg.max_length - 2
     T = max(-(-tokens_per_batch // FLEX_BLOCK), -(-model.cfg.max_length // FLEX_BLOCK)) * FLEX_BLOCK
     windows, windowed = [], 0  # (tokens, sequence index, offset of its first residue, has <cls>)
