@@ -12,9 +12,9 @@ diffusion) in one file, and generate from / score with a trained one.
 Design contract: one self-contained file (standard library, torch, numpy), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
 checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a
-frozen copy of this file plus the log it wrote, and the
-log begins with this file's exact source. What is not training (FASTA conversion, downloads, tests, record
-checks) lives outside it, under data/, records/ and tests/.
+frozen copy of this file plus the log it wrote, and the log begins with this file's exact source. What is
+not training (FASTA conversion, downloads, tests, record checks) lives outside it, under data/, records/
+and tests/.
 
 Shapes: T = tokens in one packed micro-batch (one row of whole sequences, document-masked attention),
 D = model width, H = heads, V = 33 (vocabulary). Losses are in nats.
@@ -234,7 +234,8 @@ class ShardError(ValueError):
 def open_shard(path):
     """Memory-map a shard: returns np.memmap (n_tokens,) uint8 (nothing is read into RAM).
 
-    Raises ShardError (a ValueError) naming the file when the magic, the version or the token count does not match.
+    Raises ShardError (a ValueError) naming the file when the magic, the version or the token count does not
+    match.
     """
     size = os.path.getsize(path)
     if size < HEADER_INTS * 4:
@@ -254,8 +255,8 @@ def index_sequences(paths, chunk=1 << 24):
     """Find every sequence in the shards: returns (shards, seqs) with seqs an (N, 3) int64 array of
     (shard index, start, end) token offsets. Scans in chunks, so memory stays at the index size.
 
-    Raises ShardError (a ValueError) naming the file if a shard is empty, does not start with <cls>, holds ids >= 33, or
-    has a sequence that does not end with <eos> (a cheap check of the data at start).
+    Raises ShardError (a ValueError) naming the file if a shard is empty, does not start with <cls>, holds
+    ids >= 33, or has a sequence that does not end with <eos> (a cheap check of the data at start).
     """
     shards, rows = [], []
     for k, path in enumerate(paths):
@@ -732,8 +733,8 @@ def eval_batches(paths, cfg, rate=VAL_MASK_RATE, stream=(), every=1, offset=0):
     """Pack a split for evaluation, deterministically: sequence i (in file order) gets its own mask, drawn
     from np.random.default_rng([VAL_SEED, *stream, i]): each residue independently -> <mask> with prob. rate
     (the protocol: 0.15, stream ()). So the mask never depends on batch size or GPU count. Only the
-    sequences with i % every == offset are taken (the NELBO's strata). Sequences longer than max_length keep their first
-    max_length tokens. Returns a list of (inputs uint8 (T,), starts bool (T,), labels int16 (T,), -100 =
+    sequences with i % every == offset are taken (the NELBO's strata). Sequences longer than max_length keep
+    their first max_length tokens. Returns a list of (inputs uint8 (T,), starts bool (T,), labels int16 (T,), -100 =
     unscored) and the residue counts (V,) int64 of the whole split (for its unigram entropy)."""
     shards, seqs = index_sequences(paths)
     out, T = [], cfg.tokens_per_micro_batch
@@ -1310,6 +1311,15 @@ def probe_layers(kind, primary, feats, labels):
     return rows
 
 
+def seeded_subset(lengths, proteins=None, residues=None):
+    """Sorted indices of a seeded random subset of proteins (np.random.default_rng([0, N]) permutation):
+    the first `proteins` of it, or its shortest prefix that holds at least `residues` residues (all when
+    the split is smaller). lengths: residues per protein."""
+    order = np.random.default_rng([0, len(lengths)]).permutation(len(lengths))
+    n = proteins if residues is None else np.searchsorted(np.cumsum(np.asarray(lengths)[order]), residues) + 1
+    return np.sort(order[:n])
+
+
 def probe_benchmark(model, probe_dir="data/probes", log=print, features=None):
     """The representation benchmark: for each task of PROBE_TASKS, a linear probe per layer (train split;
     L2 chosen on valid), scored on test at the layer best on valid. features(seqs, per_residue) gives the
@@ -1335,17 +1345,16 @@ def probe_benchmark(model, probe_dir="data/probes", log=print, features=None):
                     raise ValueError(f"{path}: {split} has classes absent from train: {sorted(unknown)}")
                 y = np.array([names.index(c) for c in y], np.int64)
             if kind == "residue":
-                if split in PROBE_RESIDUES:  # a seeded subset of proteins, up to PROBE_RESIDUES residues
-                    order = np.random.default_rng([0, len(seqs)]).permutation(len(seqs))
-                    keep = order[:np.searchsorted(np.cumsum([len(seqs[i]) for i in order]), PROBE_RESIDUES[split]) + 1]
-                    seqs, y = [seqs[i] for i in sorted(keep)], [y[i] for i in sorted(keep)]
+                if split in PROBE_RESIDUES:
+                    keep = seeded_subset([len(q) for q in seqs], residues=PROBE_RESIDUES[split])
+                    seqs, y = [seqs[i] for i in keep], [y[i] for i in keep]
                 y = np.concatenate(y)
                 f = features(seqs, True)
                 labelled = torch.from_numpy(y >= 0).to(f.device)
                 feats[split], labels[split] = f[:, labelled], y[y >= 0]
             else:
-                if split in PROBE_PROTEINS and len(seqs) > PROBE_PROTEINS[split]:  # keeps CPU runs short
-                    keep = np.sort(np.random.default_rng([0, len(seqs)]).permutation(len(seqs))[:PROBE_PROTEINS[split]])
+                if split in PROBE_PROTEINS:  # keeps CPU runs short
+                    keep = seeded_subset([len(q) for q in seqs], proteins=PROBE_PROTEINS[split])
                     seqs, y = [seqs[i] for i in keep], y[keep]
                 feats[split], labels[split] = features(seqs, False), y
         rows = probe_layers(kind, primary, feats, labels)
