@@ -278,15 +278,17 @@ def plot(folder_runs, target, out):
     except ImportError:
         print("plot skipped: matplotlib is not installed (pip install matplotlib)")
         return None
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(10, 5))
     times = []
-    for folder, runs in folder_runs:
+    for k, (folder, runs) in enumerate(folder_runs):  # one colour per folder, one legend entry per folder
+        color, label = f"C{k % 10}", f"{Path(folder).name} ({len(runs)} log{'s' if len(runs) != 1 else ''})"
         for r in runs:
             if not r.curve:
                 continue
             xs, ys = [c[1] for c in r.curve], [c[2] for c in r.curve]
             times += xs
-            ax.plot(xs, ys, marker="o", ms=4, label=f"{Path(folder).name}/{r.path.stem} (seed {r.seed})")
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=color, label=label)
+            label = None
     ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.2f}")
     if times and min(times) > 0 and max(times) / min(times) > 20:
         ax.set_xscale("log")
@@ -294,7 +296,7 @@ def plot(folder_runs, target, out):
     ax.set_ylabel("validation loss (nats, masked positions)")
     ax.set_title("plm-speedrun: validation loss against training time")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -144,12 +144,16 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tmp_path):
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
     assert dataclasses.replace(cfg_b, out_dir="", resume="") == dataclasses.replace(cfg_a, out_dir="", resume="")
-    # ... and the same final training state: weights, optimizer moments, data position and mask RNG
+    # ... and the same final training state: weights, optimizer moments and data position (the training masks
+    # are seeded per global micro-batch, so the position is all a resume needs for them)
     end_a = torch.load(ckpt_path(tmp_path, 2 * n, "ckA"), weights_only=True)
     end_b = torch.load(ckpt_path(tmp_path, 2 * n, "ckB"), weights_only=True)
-    for key in ("step", "model", "optimizers", "data_positions", "mask_rng", "tokens_seen", "padded_seen",
+    for key in ("step", "model", "optimizers", "data_positions", "tokens_seen", "padded_seen",
                 "sumsq_seen", "val", "world_size", "source"):
         assert_same(end_a[key], end_b[key], key)
+    # one rank; (pass, index into its permutation, next global micro-batch): 2 micro-batches per step
+    [(epoch, index, g)] = end_a["data_positions"]
+    assert g == 2 * 2 * n and epoch >= 1 and 0 < index <= 40  # the run crossed a pass boundary
 
     # --resume latest (same out_dir and run id) takes the newest checkpoint, here the final one of the full run
     more = tp.main(["--resume", "latest", "--out_dir", str(tmp_path / "ckA"), "--run_id", "r",

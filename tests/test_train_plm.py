@@ -6,8 +6,10 @@ Needs: torch, numpy, pytest, scikit-learn (requirements-test.txt).
 """
 import contextlib
 import inspect
+import itertools
 import json
 import math
+import re
 import time
 import warnings
 from pathlib import Path
@@ -193,42 +195,89 @@ def test_resolve_files_sorted_and_missing(tmp_path):
 
 
 # ==========================================================================================================
-# 3. Distributed packed loader
+# 3. Distributed packed loader: one global stream of micro-batches, micro-batch g on rank g % world_size
 
 
 LOADER_ARGS = ["--tokens_per_micro_batch", "1024", "--max_length", "256"]
 LOADER_SEED = 7
+CPU = torch.device("cpu")
 
 
-def _one_pass(loader, n_seqs):
-    """Consume loader.batches() for exactly one pass (n_seqs sequences): returns the list of batches."""
-    out, seen = [], 0
-    for tokens, starts, real, sumsq, _ in loader.batches():
-        out.append((tokens.copy(), starts.copy(), real, sumsq))
-        seen += len(split_at_starts(tokens, starts, real))
-        if seen >= n_seqs:
-            break
-    assert seen == n_seqs, "a pass must end exactly at a batch boundary"
-    return out
+def _take(stream, n):
+    """The first n items of a batches() generator, arrays copied."""
+    return [(t.copy(), s.copy(), *rest) for t, s, *rest in itertools.islice(stream, n)]
+
+
+def _real(tokens):
+    """Real (non-padding) tokens of a packed micro-batch: sequences never hold <pad>."""
+    return int((np.asarray(tokens) != PAD).sum())
+
+
+def _first_pass(loader):
+    """World size 1: the micro-batches of pass 0 (the last one ends at position (0, n_seqs, its g + 1))."""
+    out = []
+    for item in loader.batches():
+        out.append((item[0].copy(), item[1].copy(), *item[2:]))
+        if item[5][:2] == (0, len(loader.seqs)):
+            return out
+        assert item[5][0] == 0, "pass 0 must end at position (0, n_seqs, g)"
+
+
+def _pass_sizes(paths, cfg, seed, passes):
+    """Micro-batches per pass of the world-size-1 stream, for the first `passes` passes."""
+    loader = tp.PackedLoader(paths, cfg, 0, 1, CPU, seed)
+    sizes = [0] * passes
+    for *_, position in loader.batches():
+        sizes[position[0]] += 1
+        if position[:2] == (passes - 1, len(loader.seqs)):  # the last micro-batch of the last pass wanted
+            return sizes
+
+
+def _is_window(piece, full):
+    piece, full = list(piece), list(full)
+    return any(full[a:a + len(piece)] == piece for a in range(len(full) - len(piece) + 1))
+
+
+def _check_ranks_against_one_stream(paths, cfg, seed, n_groups):
+    """World size 2: rank r yields micro-batches g % 2 == r of the world-size-1 stream, with the group's
+    totals, and resumes exactly from any of its positions."""
+    one = _take(tp.PackedLoader(paths, cfg, 0, 1, CPU, seed).batches(), 2 * n_groups)
+    loaders = [tp.PackedLoader(paths, cfg, r, 2, CPU, seed) for r in range(2)]
+    ranks = [_take(ld.batches(), n_groups) for ld in loaders]
+    for r, got in enumerate(ranks):
+        assert [b[2] for b in got] == list(range(r, 2 * n_groups, 2))
+        for k, (tokens, starts, g, real, sumsq, position) in enumerate(got):
+            np.testing.assert_array_equal(tokens, one[g][0])
+            np.testing.assert_array_equal(starts, one[g][1])
+            pieces = [p for b in one[2 * k:2 * k + 2] for p in split_at_starts(b[0], b[1], _real(b[0]))]
+            assert (real, sumsq) == (sum(len(p) for p in pieces), sum(len(p) ** 2 for p in pieces)), (r, k)
+            assert position == one[2 * k + 1][5]  # where the group ends in the one stream
+    for r, (ld, got) in enumerate(zip(loaders, ranks)):
+        for k in sorted({1, n_groups // 2, n_groups - 1}):
+            again = _take(ld.batches(got[k - 1][5]), n_groups - k)
+            for want, have in zip(got[k:], again):
+                np.testing.assert_array_equal(have[0], want[0])
+                np.testing.assert_array_equal(have[1], want[1])
+                assert have[2:] == want[2:]
+    return ranks
 
 
 def _dist_worker(rank, world_size, paths, store_file, out_dir):
-    """One rank of the 2-process test (spawned): data split, one pass of batches, and a distributed evaluate."""
+    """One rank of the 2-process test (spawned): its micro-batches of two passes, and a distributed evaluate."""
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world_size)
     try:
         cfg = tp.parse_config(LOADER_ARGS, has_gpu=False)
-        loader = tp.PackedLoader(paths, cfg, rank, world_size, torch.device("cpu"), LOADER_SEED)
-        mine = loader.rank_sequences(0)
-        batches = _one_pass(loader, len(mine))
-        pieces = [p.tolist() for t, s, real, _ in batches for p in split_at_starts(t, s, real)]
+        loader = tp.PackedLoader(paths, cfg, rank, world_size, CPU, LOADER_SEED)
+        groups = sum(_pass_sizes(paths, cfg, LOADER_SEED, 2)) // world_size
+        batches = [dict(g=g, real=real, pieces=[p.tolist() for p in split_at_starts(t, s, _real(t))])
+                   for t, s, g, real, _, _ in _take(loader.batches(), groups)]
         # distributed evaluation of a fixed model on an odd number of batches (one rank gets an all-pad batch)
         ecfg = tp.parse_config(["--tokens_per_micro_batch", "512", "--max_length", "256"], has_gpu=False)
         valid, _ = tp.eval_batches(paths, ecfg)
         model = perturbed_model(seed=3)
-        val = tp.evaluate(model, valid, torch.device("cpu"), rank, world_size, contextlib.nullcontext())
-        res = dict(epoch0=mine.tolist(), epoch1=loader.rank_sequences(1).tolist(), pieces=pieces,
-                   real=sum(b[2] for b in batches), n_eval_batches=len(valid), val=val)
+        val = tp.evaluate(model, valid, CPU, rank, world_size, contextlib.nullcontext())
+        res = dict(batches=batches, n_eval_batches=len(valid), val=val)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(res))
     finally:
         dist.destroy_process_group()
@@ -244,6 +293,8 @@ def loader_shards(tmp_path):
 
 def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_shards):
     paths, flat = loader_shards
+    # premise: passes 0 and 1 have an even number of micro-batches (an odd one: test_a_group_may_span_two_passes)
+    assert [n % 2 for n in _pass_sizes(paths, cfg_of(*LOADER_ARGS), LOADER_SEED, 2)] == [0, 0]
     out = tmp_path / "out"
     out.mkdir()
     ctx = mp.start_processes(_dist_worker, args=(2, paths, str(tmp_path / "store"), str(out)), nprocs=2,
@@ -258,46 +309,47 @@ def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_sha
                 p.terminate()
     r0, r1 = (json.loads((out / f"rank{r}.json").read_text()) for r in range(2))
     n = len(flat)
-    for epoch in ("epoch0", "epoch1"):
-        a, b = set(r0[epoch]), set(r1[epoch])
-        assert len(a) == len(r0[epoch]) and len(b) == len(r1[epoch])  # no repeats within a rank
-        assert not a & b
-        assert a | b == set(range(n))
-        assert abs(len(a) - len(b)) <= 1
-    assert r0["epoch0"] != r0["epoch1"]  # a new permutation each pass
-    # what each rank actually packed: its own sequences (cropped to 256), nothing of the other rank's
-    for r in (r0, r1):
-        assert len(r["pieces"]) == len(r["epoch0"])
-        for i, piece in zip(r["epoch0"], r["pieces"]):
+    for r, res in enumerate((r0, r1)):
+        assert [b["g"] for b in res["batches"]] == list(range(r, 2 * len(res["batches"]), 2))
+    # both ranks' micro-batches, in global order, hold each pass's permutation exactly once: no sequence on
+    # two ranks, none skipped; cropped to 256 tokens
+    merged = sorted(r0["batches"] + r1["batches"], key=lambda b: b["g"])
+    pieces = [p for b in merged for p in b["pieces"]]
+    assert len(pieces) == 2 * n
+    ends = np.cumsum([len(b["pieces"]) for b in merged])
+    assert n in ends  # a pass ends at a micro-batch boundary
+    for epoch in (0, 1):
+        order = np.random.default_rng([LOADER_SEED, epoch]).permutation(n)
+        for i, piece in zip(order, pieces[epoch * n:(epoch + 1) * n]):
             full = frame(flat[i]).tolist()
-            assert len(piece) == min(len(full), 256)
-            assert any(full[a:a + len(piece)] == piece for a in range(len(full) - len(piece) + 1))
-    assert r0["real"] + r1["real"] == sum(min(len(s) + 2, 256) for s in flat)
+            assert len(piece) == min(len(full), 256) and _is_window(piece, full)
+    # every rank counts the real tokens of both ranks' micro-batches (its group's totals)
+    per_pass = sum(min(len(s) + 2, 256) for s in flat)
+    assert sum(b["real"] for b in r0["batches"]) == sum(b["real"] for b in r1["batches"]) == 2 * per_pass
     # evaluation: the sums reduced over 2 ranks equal one process evaluating everything
     assert r0["n_eval_batches"] % 2 == 1  # one rank ran an all-padding batch
     assert r0["val"] == r1["val"]
     ecfg = cfg_of("--tokens_per_micro_batch", 512, "--max_length", 256)
     valid, _ = tp.eval_batches(paths, ecfg)
-    single = tp.evaluate(perturbed_model(seed=3), valid, torch.device("cpu"), 0, 1, contextlib.nullcontext())
+    single = tp.evaluate(perturbed_model(seed=3), valid, CPU, 0, 1, contextlib.nullcontext())
     assert r0["val"]["masked_tokens"] == single["masked_tokens"]
     assert r0["val"]["loss"] == pytest.approx(single["loss"], rel=1e-9)
     for k in ("accuracy", "precision", "recall", "f1", "mcc"):
         assert r0["val"][k] == pytest.approx(single[k], abs=1e-12)
 
 
-def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
+def test_packed_batches_hold_the_pass_sequences_in_order(loader_shards):
     paths, flat = loader_shards
     T, max_len = 512, 128
     cfg = cfg_of("--tokens_per_micro_batch", T, "--max_length", max_len)
-    rank, world = 1, 2
-    loader = tp.PackedLoader(paths, cfg, rank, world, torch.device("cpu"), LOADER_SEED)
-    order = loader.rank_sequences(0)
-    np.testing.assert_array_equal(order, np.random.default_rng([LOADER_SEED, 0]).permutation(len(flat))[1::2])
-    batches = _one_pass(loader, len(order))
+    loader = tp.PackedLoader(paths, cfg, 0, 1, CPU, LOADER_SEED)
+    order = np.random.default_rng([LOADER_SEED, 0]).permutation(len(flat))
+    batches = _first_pass(loader)
     pieces = []
-    for tokens, starts, real, sumsq in batches:
+    for k, (tokens, starts, g, real, sumsq, position) in enumerate(batches):
         assert tokens.shape == (T,) and tokens.dtype == np.uint8 and starts.shape == (T,) and starts.dtype == bool
-        assert 0 < real <= T and starts[0]
+        assert g == k and position[2] == k + 1  # one rank: the group is the micro-batch itself
+        assert 0 < real <= T and starts[0] and real == _real(tokens)
         assert (tokens[real:] == PAD).all()
         # padding is split into pieces of at most max_length, each marked as a start
         np.testing.assert_array_equal(np.flatnonzero(starts[real:]) + real, np.arange(real, T, max_len))
@@ -307,9 +359,9 @@ def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
         pieces += got
     assert len(pieces) == len(order)
     # no batch could have taken the next sequence (greedy packing)
-    n_in = [len(split_at_starts(t, s, r)) for t, s, r, _ in batches]
+    n_in = [len(split_at_starts(t, s, r)) for t, s, _, r, _, _ in batches]
     first_of_next = np.cumsum(n_in)[:-1]
-    for (t, s, real, _), j in zip(batches[:-1], first_of_next):
+    for (t, s, _, real, _, _), j in zip(batches[:-1], first_of_next):
         assert real + len(pieces[j]) > T
     cropped_at = []
     for i, piece in zip(order, pieces):
@@ -326,23 +378,58 @@ def test_packed_batches_hold_the_rank_sequences_in_order(loader_shards):
         assert (piece[-1] == EOS) == (a + max_len == len(full))  # <eos> only when it touches the end
         assert ((piece == CLS).sum(), (piece == EOS).sum()) == (int(a == 0), int(a + max_len == len(full)))
     assert len(cropped_at) >= 10 and len(set(cropped_at)) > 3  # windows really are random
-    # the background thread serves the same batches, as torch tensors
-    tokens, starts = loader.next()
-    assert tokens.dtype == torch.int64 and starts.dtype == torch.bool
+    # the background thread serves the same batches, as torch tensors, with their global index
+    tokens, starts, g = loader.next()
+    assert tokens.dtype == torch.int64 and starts.dtype == torch.bool and g == 0
     np.testing.assert_array_equal(tokens.numpy(), batches[0][0].astype(np.int64))
     np.testing.assert_array_equal(starts.numpy(), batches[0][1])
-    assert loader.last == (batches[0][2], batches[0][3])
+    assert loader.last == (batches[0][3], batches[0][4])
     # resuming from any position reproduces the rest of the stream exactly (what checkpoints rely on)
-    stream = loader.batches()
-    first = [next(stream) for _ in range(len(batches) + 3)]  # crosses into the second pass
-    for i in (1, len(batches) - 1, len(batches)):
-        again = loader.batches(first[i - 1][4])
+    n = len(batches)
+    first = _take(loader.batches(), n + 3)  # crosses into the second pass
+    for i in (1, n - 1, n):
+        again = loader.batches(first[i - 1][5])
         for want in first[i:]:
             got = next(again)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
             assert got[2:] == want[2:]
-    assert first[len(batches) - 1][4] == (1, 0)  # the last batch of pass 0 points at the start of pass 1
+    assert first[n - 1][5] == (0, len(flat), n)  # the last batch of pass 0 points past its permutation
+    # pass 1 is padded apart from pass 0 and starts a new permutation
+    order1 = np.random.default_rng([LOADER_SEED, 1]).permutation(len(flat))
+    assert not (order1 == order).all()
+    t, s = first[n][0], first[n][1]
+    nxt = split_at_starts(t, s, _real(t))
+    assert all(_is_window(p, frame(flat[i])) for p, i in zip(nxt, order1))
+
+
+def test_two_ranks_take_alternate_micro_batches_of_the_one_stream(loader_shards):
+    paths, _ = loader_shards
+    cfg = cfg_of(*LOADER_ARGS)
+    sizes = _pass_sizes(paths, cfg, LOADER_SEED, 2)
+    assert [n % 2 for n in sizes] == [0, 0]  # groups of two micro-batches end with each pass
+    ranks = _check_ranks_against_one_stream(paths, cfg, LOADER_SEED, sum(sizes) // 2)
+    # next(): rank 1's micro-batches g = 1, 3, ...; loader.last holds the totals of their groups (checked
+    # above against the sums over both micro-batches of each group), the same on both ranks
+    loader = tp.PackedLoader(paths, cfg, 1, 2, CPU, LOADER_SEED)
+    for k in range(4):
+        tokens, starts, g = loader.next()
+        assert g == 2 * k + 1 and tokens.dtype == torch.int64 and starts.dtype == torch.bool
+        np.testing.assert_array_equal(tokens.numpy(), ranks[1][k][0].astype(np.int64))
+        assert loader.last == (ranks[0][k][3], ranks[0][k][4]) == (ranks[1][k][3], ranks[1][k][4])
+        assert loader.position == ranks[1][k][5]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # (the loaders' threads)
+@pytest.mark.parametrize("n_seqs", [9, 1])
+def test_a_group_may_span_two_passes(tmp_path, n_seqs):
+    """Passes of an odd number of micro-batches (9 cropped sequences: 4 + 4 + 1; or a single sequence): every
+    other group holds the last micro-batch of one pass and the first of the next."""
+    rng = np.random.default_rng(3)
+    path = str(write_sequences(tmp_path / "odd_train_000000.bin", random_sequences(rng, n_seqs, 130, 200)))
+    cfg = cfg_of("--tokens_per_micro_batch", 512, "--max_length", 128)
+    assert _pass_sizes([path], cfg, 0, 1)[0] % 2 == 1
+    _check_ranks_against_one_stream([path], cfg, 0, 6)
 
 
 # ==========================================================================================================
@@ -404,6 +491,30 @@ def test_mask_tokens_rate_extremes():
     assert torch.equal(inp, tokens) and (lab == -100).all()
     inp, lab = tp.mask_tokens(tokens, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(lab != -100, torch.tensor([0, 1, 1, 1, 1, 1, 0, 0, 0], dtype=torch.bool))
+
+
+def test_mask_tokens_without_80_10_10_masks_every_selected_residue():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(4, 29, (50_000,), generator=g)
+    tokens[torch.rand(50_000, generator=g) < 0.1] = torch.tensor(CLS)
+    tokens[::97], tokens[1::89] = EOS, PAD
+    inputs, labels = tp.mask_tokens(tokens.clone(), 0.3, torch.Generator().manual_seed(1), bert=False)
+    assert inputs.dtype == torch.int64 and labels.dtype == torch.int64
+    sel = labels != -100
+    is_res = (tokens >= 4) & (tokens <= 28)
+    assert not (sel & ~is_res).any()
+    assert (inputs[sel] == MASK).all()  # every selected residue becomes <mask>: no random, none kept
+    assert torch.equal(inputs[~sel], tokens[~sel])
+    assert torch.equal(labels[sel], tokens[sel])
+    n_res = int(is_res.sum())
+    assert abs(int(sel.sum()) / n_res - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n_res)
+    # the same positions as the 80/10/10 variant under the same seed (selection draws first)
+    bert_inputs, bert_labels = tp.mask_tokens(tokens.clone(), 0.3, torch.Generator().manual_seed(1))
+    assert torch.equal(bert_labels, labels)
+    assert (bert_inputs[sel] != MASK).any()
+    # the setting: on by default (train() passing it on: test_training_masks_are_seeded_per_global_micro_batch)
+    assert tp.parse_config([], has_gpu=False).mlm_80_10_10 is True
+    assert tp.parse_config(["--mlm_80_10_10", "false"], has_gpu=False).mlm_80_10_10 is False
 
 
 # ==========================================================================================================
@@ -830,13 +941,15 @@ def test_export_and_load_model_round_trip(tmp_path):
 def test_parse_config_cpu_and_reference_presets():
     cfg = tp.parse_config(["--num_layers", "3"], has_gpu=False)
     assert cfg.preset == "cpu" and cfg.num_layers == 3 and cfg.model_dim == tp.Config.model_dim
-    ref = tp.parse_config([], has_gpu=True)
+    assert tp.parse_config([], has_gpu=True).preset == "speedrun"  # the GPU default: the speed track's recipe
+    ref = tp.parse_config(["--preset", "reference"], has_gpu=True)
     assert ref.preset == "reference"
     assert (ref.num_layers, ref.model_dim, ref.tokens_per_micro_batch) == (24, 768, 65536)
     assert (ref.num_heads, ref.mlp_dim, ref.num_value_embeds, ref.max_length) == (6, 1536, 12, 1024)
     assert tp.parse_config(["--preset", "cpu"], has_gpu=True).preset == "cpu"
     # command-line flags override the preset
-    over = tp.parse_config(["--steps", "7", "--lr_hidden", "0.5", "--run_id", "r"], has_gpu=True)
+    over = tp.parse_config(["--preset", "reference", "--steps", "7", "--lr_hidden", "0.5", "--run_id", "r"],
+                           has_gpu=True)
     assert (over.preset, over.steps, over.lr_hidden, over.run_id, over.num_layers) == ("reference", 7, 0.5, "r", 24)
     assert isinstance(over.lr_hidden, float) and isinstance(over.steps, int)
     assert tp.parse_config(["--compile", "false"], has_gpu=True).compile is False
@@ -873,10 +986,15 @@ def test_invalid_configs_exit(args, capsys):
 
 
 def test_reference_model_parameter_count():
-    cfg = tp.parse_config([], has_gpu=True)
+    cfg = tp.parse_config(["--preset", "reference"], has_gpu=True)
     with torch.device("meta"):
         model = tp.ProteinLM(cfg)
     assert sum(p.numel() for p in model.parameters()) == 114_190_989
+    # the speed track's preset obeys its own parameter cap
+    fast = tp.parse_config(["--preset", "speedrun"], has_gpu=True)
+    with torch.device("meta"):
+        n_fast = sum(p.numel() for p in tp.ProteinLM(fast).parameters())
+    assert 0 < n_fast < fast.max_params
     # and the odd-layer mirror: num_value_embeds = (L + 1) // 2 is allowed, the middle block gets its own table
     cfg3 = cfg_of("--num_layers", 3, "--num_value_embeds", 2)
     with torch.device("meta"):
@@ -934,6 +1052,7 @@ def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
     assert math.isfinite(result["val_loss"]) and result["val_perplexity"] == pytest.approx(
         math.exp(result["val_loss"]), rel=1e-4)
     assert result["tokens"] > 0 and 0 <= result["padding_frac"] < 0.2
+    assert (result["target_val_loss"], result["target_reached"], result["time_to_target_s"]) == (None, False, None)
 
     # the log starts with the exact source of train_plm.py, then a separator, and ends with the RESULT line
     log = (tmp_path / "logs" / "unit.txt").read_text()
@@ -975,7 +1094,8 @@ def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flags", [["--tie_embeddings", "maybe"], ["--compile", "on"], ["--mask_rate", "1.5"],
                                    ["--mask_rate", "0"], ["--steps", "-5"], ["--log_every", "0"],
-                                   ["--eval_every", "-1"]])
+                                   ["--eval_every", "-1"], ["--target_val_loss", "-1"], ["--target_every", "0"],
+                                   ["--stop_at_target", "perhaps"], ["--mlm_80_10_10", "2"]])
 def test_bad_values_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
@@ -985,3 +1105,157 @@ def test_bad_values_are_refused(flags, capsys):
 def test_booleans_parse_strictly():
     assert tp.parse_config(["--tie_embeddings", "Yes"], has_gpu=False).tie_embeddings is True
     assert tp.parse_config(["--save_model", "0"], has_gpu=False).save_model is False
+
+
+# ==========================================================================================================
+# 10. Speed-track target (target_val_loss) and the training masks
+
+
+TARGET_STEPS, TARGET_EVERY = 40, 2
+TRAIN_LINE = re.compile(r"^step:(\d+)/\d+ train_loss:(\S+) ")
+QUARTER_LINE = re.compile(r"^step:(\d+)/\d+ val_loss_quarter:(\S+) ")
+VAL_LINE = re.compile(r"^step:(\d+)/\d+ val_loss:(\S+) ")
+REACHED_LINE = re.compile(r"^target val_loss (\S+) reached: step (\d+), train_time (\S+)s, val_loss (\S+), "
+                          r"test_loss (\S+)$")
+
+
+@pytest.fixture(scope="module")
+def learnable_shards(tmp_path_factory):
+    """(folder of syn_{train,valid,test}_000000.bin of _learnable_sequences, the valid unigram entropy)."""
+    d = tmp_path_factory.mktemp("learnable")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 300), ("valid", 40), ("test", 40)):
+        write_sequences(d / f"syn_{split}_000000.bin", _learnable_sequences(rng, n))
+    counts = tp.eval_batches([str(d / "syn_valid_000000.bin")], cfg_of("--max_length", 128))[1]
+    return d, tp.unigram_entropy(counts)
+
+
+def _target_run(d, tmp_path, run_id, *extra):
+    """A TARGET_STEPS-step CPU run on the learnable shards: (RESULT, its log lines after the source)."""
+    args = ["--train_files", str(d / "syn_train_*.bin"), "--valid_files", str(d / "syn_valid_*.bin"),
+            "--test_files", str(d / "syn_test_*.bin"), "--log_dir", str(tmp_path / "logs"),
+            "--out_dir", str(tmp_path / "ck"), "--run_id", run_id, "--seed", "0", "--preset", "cpu",
+            "--num_layers", "2", "--model_dim", "64", "--num_heads", "2", "--mlp_dim", "128",
+            "--tokens_per_micro_batch", "1024", "--tokens_per_step", "1024", "--max_length", "128",
+            "--steps", str(TARGET_STEPS), "--eval_every", "0", "--log_every", "1", "--warmup_steps", "3",
+            "--muon_momentum_warmup_steps", "10", "--lr_hidden", "0.04", "--lr_embed", "0.03", "--lr_head", "0.01",
+            "--save_model", "false", "--target_every", str(TARGET_EVERY), *[str(a) for a in extra]]
+    result = tp.main(args)
+    text = (tmp_path / "logs" / f"{run_id}.txt").read_text()
+    assert text.startswith(tp.SOURCE)
+    return result, text[len(tp.SOURCE):].splitlines()
+
+
+def _by_step(lines, pattern):
+    """{step: value} of the log lines matching pattern; each step at most once."""
+    out = {}
+    for ln in lines:
+        m = pattern.match(ln)
+        if m:
+            assert int(m.group(1)) not in out, ln
+            out[int(m.group(1))] = float(m.group(2))
+    return out
+
+
+def _reached(lines):
+    return [m for m in map(REACHED_LINE.match, lines) if m]
+
+
+def _check_cheap_checks(lines, target, until):
+    """Quarter-shard checks every TARGET_EVERY steps up to `until`; a whole-shard evaluation exactly where the
+    quarter came within TARGET_SLACK of the target."""
+    quarter, full = _by_step(lines, QUARTER_LINE), _by_step(lines, VAL_LINE)
+    assert sorted(quarter) == list(range(TARGET_EVERY, until + 1, TARGET_EVERY))
+    near = target + tp.TARGET_SLACK
+    for s, q in quarter.items():
+        if abs(q - near) > 1e-4:  # (the log rounds to 4 decimals)
+            assert (s in full) == (q <= near), (s, q, near)
+    return full
+
+
+def test_target_val_loss_stops_the_run_when_reached(learnable_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, entropy = learnable_shards
+    target = round(entropy + 0.1, 4)
+    result, lines = _target_run(d, tmp_path, "stop", "--target_val_loss", target)
+    [m] = _reached(lines)
+    step = int(m.group(2))
+    assert float(m.group(1)) == target == result["target_val_loss"] and result["target_reached"] is True
+    assert result["steps"] == step < TARGET_STEPS and step % TARGET_EVERY == 0
+    assert max(_by_step(lines, TRAIN_LINE)) == step  # no step after the target
+    assert 0 < result["time_to_target_s"] <= result["train_time_s"]
+    assert float(m.group(3)) == pytest.approx(result["time_to_target_s"], abs=0.006)
+    # the run ends on the evaluation that reached the target: its val and test loss are the RESULT's
+    assert result["val_loss"] <= target
+    assert float(m.group(4)) == pytest.approx(result["val_loss"], abs=6e-5)
+    assert float(m.group(5)) == pytest.approx(result["test_loss"], abs=6e-5)
+    full = _check_cheap_checks(lines, target, step)
+    assert full[step] <= target and all(v > target for s, v in full.items() if s < step)
+    assert result["tokens"] < 1024 * step  # tokens of the steps done, not of --steps
+
+
+def test_without_stop_at_target_the_run_goes_on_and_reports_the_time(learnable_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, entropy = learnable_shards
+    target = round(entropy + 0.1, 4)
+    stopped, stop_lines = _target_run(d, tmp_path, "stop", "--target_val_loss", target)
+    result, lines = _target_run(d, tmp_path, "on", "--target_val_loss", target, "--stop_at_target", "false")
+    assert result["steps"] == TARGET_STEPS and result["target_reached"] is True
+    assert 0 < result["time_to_target_s"] < result["train_time_s"]
+    [m] = _reached(lines)  # reported once, at the same step and losses as the run that stopped there
+    assert m.group(1, 2, 4, 5) == _reached(stop_lines)[0].group(1, 2, 4, 5)  # (train_time is a clock)
+    step = int(m.group(2))
+    assert step == stopped["steps"]
+    train = _by_step(lines, TRAIN_LINE)
+    assert sorted(train) == list(range(1, TARGET_STEPS + 1))
+    assert {s: v for s, v in train.items() if s <= step} == _by_step(stop_lines, TRAIN_LINE)
+    full = _check_cheap_checks(lines, target, step)  # no more checks once reached
+    assert max(full) == TARGET_STEPS and result["val_loss"] < full[step]
+
+
+def test_an_unreachable_target_is_reported_as_not_reached(learnable_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, _ = learnable_shards
+    result, lines = _target_run(d, tmp_path, "far", "--target_val_loss", 0.5, "--steps", 10)
+    assert result["target_val_loss"] == 0.5 and result["target_reached"] is False
+    assert result["time_to_target_s"] is None and result["steps"] == 10
+    assert not _reached(lines)
+    assert sorted(_by_step(lines, QUARTER_LINE)) == [2, 4, 6, 8]  # step 10: the final evaluation instead
+    assert sorted(_by_step(lines, VAL_LINE)) == [10]  # far from the target: no whole-shard evaluation
+    # and with the target off (the default), no checks and nothing reported
+    off, off_lines = _target_run(d, tmp_path, "off", "--steps", 4)
+    assert (off["target_val_loss"], off["target_reached"], off["time_to_target_s"]) == (None, False, None)
+    assert not _by_step(off_lines, QUARTER_LINE) and not _reached(off_lines)
+
+
+def test_time_to_target_survives_a_resume(learnable_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, entropy = learnable_shards
+    target = round(entropy + 0.1, 4)
+    full, lines = _target_run(d, tmp_path, "res", "--target_val_loss", target, "--stop_at_target", "false",
+                              "--steps", 20, "--save_every", 16)
+    [m] = _reached(lines)
+    assert int(m.group(2)) < 16 and full["target_reached"]
+    resumed = tp.main(["--resume", str(tmp_path / "ck" / "res" / "ckpt_000016.pt"), "--out_dir",
+                       str(tmp_path / "ck2")])
+    text = (tmp_path / "logs" / "res.txt").read_text()
+    assert len(_reached(text[len(tp.SOURCE):].splitlines())) == 1  # not "reached" a second time
+    assert resumed["target_reached"] is True and resumed["time_to_target_s"] == full["time_to_target_s"]
+
+
+def test_training_masks_are_seeded_per_global_micro_batch(learnable_shards, tmp_path, monkeypatch):
+    """mask_gen is re-seeded with (seed << 32) + g before each micro-batch, and --mlm_80_10_10 reaches mask_tokens."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, _ = learnable_shards
+    calls, real_mask_tokens = [], tp.mask_tokens
+
+    def spy(tokens, rate, generator, bert=True):
+        calls.append((generator.initial_seed(), bert))
+        return real_mask_tokens(tokens, rate, generator, bert)
+
+    monkeypatch.setattr(tp, "mask_tokens", spy)
+    _target_run(d, tmp_path, "m", "--steps", 2, "--tokens_per_step", 2048, "--seed", 3, "--mlm_80_10_10", "false")
+    assert calls == [((3 << 32) + g, False) for g in range(4)]
+    calls.clear()
+    _target_run(d, tmp_path, "m2", "--steps", 1)
+    assert calls == [(0, True)]
