@@ -1796,6 +1796,8 @@ def train(argv):
             handlers[sig] = signal.signal(sig, lambda signum, frame: stop.append(signal.Signals(signum).name))
 
     try:
+        if world_size > 1:  # start the clock when every rank is ready (ranks finish compiling at different times)
+            dist.all_reduce(torch.zeros(1, device=device))
         sync()
         t0 = time.perf_counter()
         for step in range(start_step, cfg.steps):
