@@ -135,6 +135,7 @@ PRESETS["speedrun"] = {**PRESETS["reference"], **dict(
     eval_every=60, target_val_loss=2.70, target_every=10)}
 
 
+GPU_PRESETS = ("reference", "speedrun")  # refused on a machine without CUDA
 OBJECTIVES = ("mlm", "diffusion", "mlm_to_diffusion")
 
 
@@ -151,7 +152,7 @@ def parse_config(argv=None, has_gpu=None, base=None):
     """Resolve the config: dataclass defaults < preset < command-line flags; with `base` (a dict, e.g. a
     checkpoint's config): base < command-line flags.
 
-    Without --preset, a machine with a GPU gets `reference` and one without gets `cpu`.
+    Without --preset, a machine with a GPU gets `speedrun` and one without gets `cpu`.
     Raises SystemExit (argparse error) on an unknown flag, listing every valid flag.
     """
     fields = dataclasses.fields(Config)
@@ -175,6 +176,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
     cfg = Config(**{**PRESETS[preset], **given, "preset": preset}) if base is None else Config(**{**base, **given})
     if cfg.tokens_per_micro_batch % 128 or cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error("tokens_per_micro_batch must be a multiple of 128 and at least max_length")
+    if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
+        parser.error("num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
     if cfg.model_dim % cfg.num_heads or (cfg.model_dim // cfg.num_heads) % 2:
         parser.error("model_dim must split into heads of even size")
     if cfg.num_value_embeds > (cfg.num_layers + 1) // 2:
@@ -185,8 +188,10 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error("diffusion_t_min must lie in (0, 1)")
     if not 0 < cfg.mask_rate <= 1:
         parser.error("mask_rate must lie in (0, 1]")
-    if cfg.target_val_loss < 0 or cfg.target_every < 1:
-        parser.error("target_val_loss must be >= 0 (0: off) and target_every >= 1")
+    if not (0 <= cfg.target_val_loss < math.inf) or cfg.target_every < 1:
+        parser.error("target_val_loss must be a finite number >= 0 (0: off) and target_every >= 1")
+    if cfg.seed < 0 or cfg.attention_window < 0 or not cfg.logit_softcap > 0:
+        parser.error("seed and attention_window must be >= 0, logit_softcap > 0")
     if cfg.steps < 1 or cfg.log_every < 1 or min(cfg.eval_every, cfg.save_every, cfg.warmup_steps, cfg.nelbo_grid,
                                                   cfg.mlm_steps, cfg.widen_steps) < 0:
         parser.error("steps and log_every must be >= 1; eval_every, save_every, warmup_steps, nelbo_grid, "
@@ -296,7 +301,9 @@ def index_sequences(paths, chunk=1 << 24):
 def resolve_files(pattern, what):
     paths = sorted(glob.glob(pattern))
     if not paths:
-        raise FileNotFoundError(f"no {what} shards match {pattern!r} (build them with: python data/prepare.py --help)")
+        how = ("python ../shared/bench/make_reference_shards.py ../shared/data/proteins data/reference reference "
+               "40000000" if os.path.basename(pattern).startswith("reference_") else "python data/prepare.py --help")
+        raise FileNotFoundError(f"no {what} shards match {pattern!r} (build them with: {how})")
     return paths
 
 
@@ -375,14 +382,20 @@ class PackedLoader:
 
     def _fill(self):
         pin = self.device.type == "cuda"
-        for tokens, starts, g, real, sumsq, position in self.batches(self.position):
-            t = torch.from_numpy(np.stack([tokens, starts.astype(np.uint8)]))
-            self.queue.put((t.pin_memory() if pin else t, real, sumsq, g, position))
+        try:
+            for tokens, starts, g, real, sumsq, position in self.batches(self.position):
+                t = torch.from_numpy(np.stack([tokens, starts.astype(np.uint8)]))
+                self.queue.put((t.pin_memory() if pin else t, real, sumsq, g, position))
+        except Exception as e:  # handed to the training loop, which raises it (a dead thread would hang it)
+            self.queue.put(e)
 
     def next(self):
         """Next micro-batch: (tokens (T,) int64, starts (T,) bool) on the device, copied without blocking,
         and its global index g (an int: seeds its training mask)."""
-        t, real, sumsq, g, self.position = self.queue.get()
+        item = self.queue.get()
+        if isinstance(item, Exception):
+            raise RuntimeError(f"the data loader failed: {item!r}") from item
+        t, real, sumsq, g, self.position = item
         self.last = (real, sumsq)
         t = t.to(self.device, non_blocking=True)
         return t[0].long(), t[1].bool(), g
@@ -1580,9 +1593,14 @@ def measure_peak_flops(device):
 # Main loop.
 
 
+STOP_CHECK_EVERY = 5  # steps: how often several ranks agree on a stop request (SIGTERM / SIGINT)
+STOPPED_EXIT = 75  # exit status of a run stopped by a signal after its checkpoint (sysexits' EX_TEMPFAIL: retry)
+
+
 def main(argv=None):
-    """Command line: train (flags of Config), or the modes generate / score / probe. Missing or unreadable
-    files and bad sequences end with a one-line error (SystemExit) instead of a traceback."""
+    """Command line: train (flags of Config), or the modes generate / score / probe; returns their result
+    (None: training stopped by a signal). Missing or unreadable files and bad sequences end with a one-line
+    error (SystemExit) instead of a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     mode = argv[0] if argv and argv[0] in ("generate", "score", "probe") else None
     try:
@@ -1610,6 +1628,9 @@ def train(argv):
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
+        if cfg.preset in GPU_PRESETS:
+            raise SystemExit(f"train_plm.py: error: --preset {cfg.preset} is sized for GPUs (hours and tens of GB "
+                             "on a CPU) and this machine has none: use --preset cpu, with any flag on top")
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     ckpt = None
@@ -1625,6 +1646,10 @@ def train(argv):
             raise SystemExit(f"{ckpt_path}: written by {ckpt['world_size']} ranks, this run has {world_size}: "
                              "resume with the same number of GPUs (each rank resumes its own place in the data stream)")
         cfg.resume = resume_flag
+        if ckpt.get("target") and cfg.stop_at_target:
+            raise SystemExit(f"{ckpt_path}: this run reached target_val_loss {cfg.target_val_loss} at step "
+                             f"{ckpt['target']['step']} and stopped there; nothing to resume "
+                             "(--stop_at_target false trains on to --steps)")
     if cfg.hub_repo and not os.environ.get("HF_TOKEN"):
         raise SystemExit("--hub_repo uploads with the token in the environment variable HF_TOKEN, which is not set")
     if not cfg.run_id:
@@ -1639,8 +1664,8 @@ def train(argv):
     log("config " + json.dumps(dataclasses.asdict(cfg)))
     micro_per_step = cfg.tokens_per_step // (cfg.tokens_per_micro_batch * world_size)
     if micro_per_step < 1 or micro_per_step * cfg.tokens_per_micro_batch * world_size != cfg.tokens_per_step:
-        raise SystemExit(f"tokens_per_step {cfg.tokens_per_step} is not a multiple of tokens_per_micro_batch "
-                         f"{cfg.tokens_per_micro_batch} x {world_size} GPUs")
+        raise SystemExit(f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a multiple of "
+                         f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} x {world_size} process(es)")
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
     # model and optimizers (the same seed on every rank gives the same initial weights)
@@ -1843,13 +1868,14 @@ def train(argv):
                             f"{train_time:.2f}s, val_loss {val['loss']:.4f}, test_loss {t['loss']:.4f}")
                 sync()
                 t0 = time.perf_counter()
-            # a stop request is acted on after this step alone; with several ranks at log steps, where they agree
-            if world_size > 1 and at_log:
+            # a stop request is acted on after this step alone; with several ranks every STOP_CHECK_EVERY steps
+            # and at log steps, where they agree (one host sync)
+            if world_size > 1 and (at_log or (step + 1) % STOP_CHECK_EVERY == 0):
                 flag = torch.tensor(float(bool(stop)), device=device)
                 dist.all_reduce(flag)
                 if flag.item() and not stop:
                     stop.append("stop request of another rank")
-            stopping = bool(stop) and (world_size == 1 or at_log)
+            stopping = bool(stop) and (world_size == 1 or at_log or (step + 1) % STOP_CHECK_EVERY == 0)
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or stopping:
                 sync()
                 train_time += time.perf_counter() - t0
@@ -1857,7 +1883,8 @@ def train(argv):
                 last_ckpt = checkpoint(step + 1)
                 t0 = time.perf_counter()
             if stopping:
-                log(f"{stop[0]}: stopped after step {step + 1}; continue with: python train_plm.py --resume {last_ckpt}")
+                launcher = f"torchrun --nproc_per_node={world_size}" if distributed else "python"
+                log(f"{stop[0]}: stopped after step {step + 1}; continue with: {launcher} train_plm.py --resume {last_ckpt}")
                 log.close()
                 if distributed:
                     dist.destroy_process_group()
@@ -1926,4 +1953,4 @@ def train(argv):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(STOPPED_EXIT if main() is None else 0)  # a run stopped by a signal is not a finished one

@@ -17,8 +17,11 @@ What it does, for each folder:
     for logs written before the field existed, derived as world_size x train_time_s / 3600 on a GPU);
   * prints mean, standard deviation (n-1) and standard error of the final val losses and train times, a
     one-sided one-sample t-test of "mean val loss < target" (t = (mean - target) / (sd / sqrt(n)), n-1
-    degrees of freedom, p = P(T <= t)) and PASS / FAIL against p < 0.01 (the rules also need >= 3 runs);
-  * with --previous: the speed-up, mean train time of --previous / mean train time of this folder.
+    degrees of freedom, p = P(T <= t)) and PASS / FAIL against p < 0.01; the rules also need >= 3 runs,
+    each with its own seed, all on the same hardware, each trained to the end of its schedule (RESULT
+    `steps` equal to the logged config's `steps`: no early stop);
+  * with --previous: the speed-up, mean train time of --previous / mean train time of this folder (marked
+    when the hardware differs).
 
 Options:
   --plot [PNG]   validation loss against training time for every log of the given folder(s), with a
@@ -32,7 +35,7 @@ Options:
 
 Exit status: 0 when every log is well-formed; 1 when a log is malformed (source mismatch, no separator, no
 RESULT line, a RESULT line that is not json with val_loss and train_time_s) or a folder has no log or no
-train_plm.py; 2 with --require_pass when a folder's statistical check fails (fewer than 3 runs, or p >= 0.01).
+train_plm.py; 2 with --require_pass when a folder's check fails (fewer than 3 runs, p >= 0.01, or a rule above).
 Without --require_pass the statistical outcome is only printed.
 
 Standard library only (no numpy / scipy): the t distribution's CDF is computed through the regularized
@@ -140,10 +143,13 @@ def t_test_less(values, target):
 class Run:
     """One log: its final RESULT (a dict), every RESULT, and the validation curve [(step, time_s, loss)]."""
 
-    def __init__(self, path, results, curve):
-        self.path, self.results, self.curve = path, results, curve
+    def __init__(self, path, results, curve, config=None):
+        self.path, self.results, self.curve, self.config = path, results, curve, config or {}
         self.result = results[-1]
         r = self.result
+        # a run that ended before its schedule (the stop rule, or a resume past a stop) is not a record run
+        planned, done = self.config.get("steps"), r.get("steps")
+        self.early_stop = planned is not None and done is not None and int(done) < int(planned)
         self.run_id = r.get("run_id", path.stem)
         self.seed = r.get("seed")
         self.val_loss = float(r["val_loss"])
@@ -165,8 +171,14 @@ def read_log(path, source):
     if not data[len(source):].startswith(SEPARATOR):
         return None, [f"{path}: the source copy is not followed by a line of 100 '='"]
     body = data[len(source) + len(SEPARATOR):].decode("utf-8", errors="replace")
-    results, curve, errors = [], [], []
+    results, curve, errors, config = [], [], [], None
     for i, line in enumerate(body.splitlines(), start=1):
+        if line.startswith("config {"):  # the resolved settings (a resumed run logs them again: the last wins)
+            try:
+                config = json.loads(line[len("config "):])
+            except ValueError:
+                errors.append(f"{path}: config line {i} after the source is not json")
+            continue
         if line.startswith("RESULT "):
             try:
                 r = json.loads(line[len("RESULT "):])
@@ -184,7 +196,7 @@ def read_log(path, source):
         errors.append(f"{path}: no RESULT line (the run did not finish?)")
     if errors:
         return None, errors
-    return Run(path, results, curve), []
+    return Run(path, results, curve, config), []
 
 
 def read_folder(folder):
@@ -231,8 +243,24 @@ def folder_stats(runs, target):
     times = [r.train_time_s for r in runs]
     t, df, p = t_test_less(losses, target)
     return dict(n=len(runs), loss=mean_std_se(losses), time=mean_std_se(times), t=t, df=df, p=p,
-                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1),
-                passed=len(runs) >= MIN_RUNS and not math.isnan(p) and p < ALPHA)
+                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1), problems=rule_problems(runs),
+                passed=len(runs) >= MIN_RUNS and not math.isnan(p) and p < ALPHA and not rule_problems(runs))
+
+
+def rule_problems(runs):
+    """What makes a folder's runs break the speed track's rules besides the statistics: runs that stopped
+    before their schedule's end, seeds used twice, runs on different hardware. Returns a list of strings."""
+    out = []
+    early = [f"{r.path.name} (step {r.result.get('steps')} of {r.config.get('steps')})" for r in runs if r.early_stop]
+    if early:
+        out.append("stopped before the end of the schedule: " + ", ".join(early))
+    seeds = [r.seed for r in runs]
+    if len(set(map(str, seeds))) < len(seeds):
+        out.append(f"seeds repeat ({', '.join(map(str, seeds))}): each run needs its own seed")
+    hardware = sorted({r.hardware for r in runs})
+    if len(hardware) > 1:
+        out.append("runs on different hardware (" + ", ".join(hardware) + ")")
+    return out
 
 
 def report(folder, runs, args):
@@ -265,6 +293,7 @@ def report(folder, runs, args):
         why.append(f"{s['n']} run(s), the rules need >= {MIN_RUNS}")
     if not (s["p"] < ALPHA):
         why.append(f"p {'n/a' if math.isnan(s['p']) else format(s['p'], '.3g')} is not < {ALPHA:g}")
+    why += s["problems"]
     print(f"statistical check (>= {MIN_RUNS} runs, p < {ALPHA:g}): {verdict}" + (f" ({'; '.join(why)})" if why else ""))
     return s
 
@@ -326,8 +355,11 @@ def table_rows(folder_stats_list, kind, target, price):
                 r = str(rank[str(folder)])
                 loss = f"{lm:.4f}{spread} (n={s['n']}, p={s['p']:.2g})"
             else:
-                r = "baseline" if s["n"] < MIN_RUNS else "—"
-                if not lm < target:
+                # the baseline: the reference trainer reproduced (exempt from the statistics)
+                r = "baseline" if {x.result.get("preset") for x in runs} == {"reference"} else "—"
+                if s["problems"]:
+                    why = "; ".join(s["problems"])
+                elif not lm < target:
                     why = f"target {target:.2f} not reached"
                 else:
                     why = f"not significant: needs >= {MIN_RUNS} runs with p < {ALPHA:g}"
@@ -383,9 +415,11 @@ def main(argv=None):
         malformed |= bool(errors)
         if prev_runs:
             prev_time = mean_std_se([r.train_time_s for r in prev_runs])[0]
+            prev_hw = {r.hardware for r in prev_runs}
             for folder, runs, s in done:
+                note = "" if {r.hardware for r in runs} == prev_hw else " (different hardware: not comparable)"
                 print(f"speed-up of {folder} over {args.previous}: {prev_time:.2f} s / {s['time'][0]:.2f} s = "
-                      f"{prev_time / s['time'][0]:.3f}x")
+                      f"{prev_time / s['time'][0]:.3f}x{note}")
 
     if args.plot:
         plot([(f, r) for f, r, _ in done], args.target, args.plot)

@@ -334,3 +334,48 @@ def test_sharded_muon_equals_one_rank_and_gathers_every_momentum_buffer(tmp_path
     for r, got in enumerate(ranks):
         for i, (x, p) in enumerate(zip(got["resumed"], params)):
             torch.testing.assert_close(x, p.detach(), atol=1e-5, rtol=0, msg=f"rank {r}, parameter {i}")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# SIGTERM to torchrun: the ranks agree within STOP_CHECK_EVERY steps, checkpoint, and exit 75
+
+
+def test_sigterm_under_torchrun_checkpoints_and_exits_unfinished(shards, tmp_path):
+    """torchrun forwards SIGTERM to both ranks; with log lines 1000 steps apart they still agree on the stop
+    within STOP_CHECK_EVERY steps (not at the next log step), write one checkpoint, print a torchrun resume
+    command, and end well inside torchrun's 30 s before it kills them."""
+    import signal
+    import subprocess
+    import sys
+    run_id = "term"
+    args = _args(shards, tmp_path, run_id, "ck", "t_train", "--steps", 100000, "--log_every", 1000)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+    root = Path(tp.__file__).parent
+    out_path = tmp_path / "stdout.txt"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                 "train_plm.py", *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            log_path = tmp_path / "logs" / f"{run_id}.txt"
+            deadline = time.time() + 120
+            while time.time() < deadline and not (log_path.exists() and "unigram entropy" in log_path.read_text()):
+                time.sleep(0.2)
+            time.sleep(3)  # a few steps in
+            assert proc.poll() is None, out_path.read_text()
+            t = time.time()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=60)
+            stop_s = time.time() - t
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stdout = out_path.read_text()
+    m = re.search(r"SIGTERM: stopped after step (\d+); continue with: torchrun --nproc_per_node=2 train_plm.py "
+                  r"--resume (\S+)", stdout)
+    assert m, stdout
+    assert int(m.group(1)) % tp.STOP_CHECK_EVERY == 0 and stop_s < 25, (m.group(1), stop_s)
+    assert rc != 0  # torchrun, itself signalled, exits non-zero: the run is not reported as finished
+    state, _ = tp.load_checkpoint(m.group(2), "")
+    assert state["step"] == int(m.group(1)) and state["world_size"] == 2

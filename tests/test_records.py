@@ -125,3 +125,34 @@ def test_statistical_check_and_speed_up(tmp_path, capsys):
     assert not math.isnan(cr.folder_stats(runs, 2.70)["p"]) and cr.folder_stats(runs, 2.70)["passed"]
     # the same losses above the target fail
     assert cr.main([str(tmp_path), "--require_pass", "--target", "2.68"]) == 2
+
+
+def _synthetic_folder(folder, runs):
+    """Logs of a fake trainer: runs = [(seed, val_loss, steps_done, steps_planned, world_size)]."""
+    source = b"# a trainer\n"
+    folder.mkdir(exist_ok=True)
+    (folder / "train_plm.py").write_bytes(source)
+    for i, (seed, loss, done, planned, ws) in enumerate(runs):
+        result = dict(preset="speedrun", seed=seed, world_size=ws, val_loss=loss, train_time_s=100.0, steps=done,
+                      device="NVIDIA H200", gpu_hours=ws * 100.0 / 3600)
+        body = (f"config {json.dumps(dict(steps=planned, seed=seed))}\nstep:{done}/{planned} val_loss:{loss} "
+                f"train_time:100.0s\nRESULT {json.dumps(result)}\n")
+        (folder / f"r{i}.txt").write_bytes(source + cr.SEPARATOR + body.encode())
+    return folder
+
+
+@pytest.mark.parametrize("runs, problem", [
+    ([(0, 2.60, 300, 300, 1), (1, 2.61, 160, 300, 1), (2, 2.59, 300, 300, 1)], "stopped before the end"),
+    ([(0, 2.60, 300, 300, 1), (0, 2.61, 300, 300, 1), (2, 2.59, 300, 300, 1)], "seeds repeat"),
+    ([(0, 2.60, 300, 300, 1), (1, 2.61, 300, 300, 2), (2, 2.59, 300, 300, 1)], "different hardware"),
+])
+def test_rule_breaking_runs_fail_the_check(tmp_path, capsys, runs, problem):
+    """Losses well below the target, but an early stop, a repeated seed or mixed hardware fails the record."""
+    folder = _synthetic_folder(tmp_path / "f", runs)
+    assert cr.main([str(folder), "--require_pass", "--table"]) == 2
+    out = capsys.readouterr().out
+    assert problem in out and "FAIL" in out
+    row = next(l for l in out.splitlines() if l.startswith("| —"))
+    assert problem in row  # the table says why it is unranked
+    good = _synthetic_folder(tmp_path / "g", [(0, 2.60, 300, 300, 1), (1, 2.61, 300, 300, 1), (2, 2.59, 300, 300, 1)])
+    assert cr.main([str(good), "--require_pass"]) == 0

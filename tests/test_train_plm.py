@@ -1095,7 +1095,11 @@ def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
 @pytest.mark.parametrize("flags", [["--tie_embeddings", "maybe"], ["--compile", "on"], ["--mask_rate", "1.5"],
                                    ["--mask_rate", "0"], ["--steps", "-5"], ["--log_every", "0"],
                                    ["--eval_every", "-1"], ["--target_val_loss", "-1"], ["--target_every", "0"],
-                                   ["--stop_at_target", "perhaps"], ["--mlm_80_10_10", "2"]])
+                                   ["--stop_at_target", "perhaps"], ["--mlm_80_10_10", "2"],
+                                   ["--target_val_loss", "nan"], ["--target_val_loss", "inf"], ["--seed", "-1"],
+                                   ["--max_length", "2"], ["--num_heads", "0"], ["--model_dim", "0"],
+                                   ["--mlp_dim", "0"], ["--num_layers", "0"], ["--attention_window", "-3"],
+                                   ["--logit_softcap", "0"]])
 def test_bad_values_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
@@ -1259,3 +1263,43 @@ def test_training_masks_are_seeded_per_global_micro_batch(learnable_shards, tmp_
     calls.clear()
     _target_run(d, tmp_path, "m2", "--steps", 1)
     assert calls == [(0, True)]
+
+
+def test_a_gpu_preset_is_refused_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for preset in tp.GPU_PRESETS:
+        with pytest.raises(SystemExit, match=f"--preset {preset} is sized for GPUs.*use --preset cpu"):
+            tp.main(["--preset", preset])
+
+
+def test_missing_reference_shards_name_the_script_that_builds_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make_reference_shards.py"):
+        tp.resolve_files(str(tmp_path / "reference_train_*.bin"), "train")
+    with pytest.raises(FileNotFoundError, match="data/prepare.py"):
+        tp.resolve_files(str(tmp_path / "mine_train_*.bin"), "train")
+
+
+def test_a_loader_error_ends_the_run_instead_of_hanging(loader_shards, monkeypatch):
+    """An exception in the loader's thread (bad data, a bug) reaches next() as an error, not a silent wait."""
+    paths, _ = loader_shards
+
+    def broken(self, start=(0, 0, 0)):
+        yield from ()
+        raise ValueError("a broken shard")
+
+    monkeypatch.setattr(tp.PackedLoader, "batches", broken)
+    loader = tp.PackedLoader(paths, cfg_of(*LOADER_ARGS), 0, 1, torch.device("cpu"), LOADER_SEED)
+    loader.thread.join(timeout=30)
+    with pytest.raises(RuntimeError, match="the data loader failed: ValueError\\('a broken shard'\\)"):
+        loader.next()
+
+
+def test_a_run_stopped_at_its_target_is_not_resumed(learnable_shards, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    d, entropy = learnable_shards
+    target = round(entropy + 0.1, 4)
+    full, lines = _target_run(d, tmp_path, "st", "--target_val_loss", target, "--stop_at_target", "false",
+                              "--steps", 20, "--save_every", 16)
+    assert full["target_reached"]
+    with pytest.raises(SystemExit, match="reached target_val_loss .* and stopped there; nothing to resume"):
+        tp.main(["--resume", str(tmp_path / "ck" / "st" / "ckpt_000016.pt"), "--stop_at_target", "true"])
