@@ -1,7 +1,7 @@
 """train_plm.py: pretrain a BERT-style protein language model (masked language modelling, or masked
 diffusion) in one file, and generate from / score with a trained one.
 
-    python train_plm.py                                   # speedrun preset on a GPU (val 2.70 in ~1 min), cpu without
+    python train_plm.py                                   # speedrun preset on a GPU (val 2.70 in 52-76 s), cpu without
     python train_plm.py --preset cpu --steps 200          # any setting can be overridden by its own name
     python train_plm.py --objective mlm_to_diffusion      # MLM first, then masked diffusion
     python train_plm.py generate checkpoints/RUN --num 10 --length 120 > gen.fasta   # iterative unmasking
@@ -127,8 +127,8 @@ PRESETS = {
         eval_every=50, log_every=10, compile=True,
     ),
 }
-# The speed track's recipe (README.md, Benchmark): validation loss 2.70 on the reference shards in about a
-# minute of training on one H200. Against `reference`: half the blocks (57M parameters, 2x the tokens/s),
+# The speed track's recipe (README.md, Benchmark): validation loss 2.70 on the reference shards in 52-76 s of
+# training on one H200 in 4 of 5 seeds (records/2026-11-29_Speedrun12L; the fifth ends at 2.731). Against `reference`: half the blocks (57M parameters, 2x the tokens/s),
 # half the batch (2x the optimizer steps per token), a 300-step schedule, and the stop rule.
 PRESETS["speedrun"] = {**PRESETS["reference"], **dict(
     num_layers=12, num_value_embeds=6, tokens_per_step=262144, steps=300,
