@@ -128,8 +128,9 @@ PRESETS = {
     ),
 }
 # The speed track's recipe (README.md, Benchmark): validation loss 2.70 on the reference shards in 52-76 s of
-# training on one H200 in 4 of 5 seeds (records/2026-11-29_Speedrun12L; the fifth ends at 2.731). Against `reference`: half the blocks (57M parameters, 2x the tokens/s),
-# half the batch (2x the optimizer steps per token), a 300-step schedule, and the stop rule.
+# training on one H200 in 4 of 5 seeds (records/2026-11-29_Speedrun12L; the fifth ends at 2.731).
+# Against `reference`: half the blocks (57M parameters, 2x the tokens/s), half the batch (2x the optimizer
+# steps per token), a 300-step schedule, and the stop rule.
 PRESETS["speedrun"] = {**PRESETS["reference"], **dict(
     num_layers=12, num_value_embeds=6, tokens_per_step=262144, steps=300,
     eval_every=60, target_val_loss=2.70, target_every=10)}
@@ -1749,7 +1750,7 @@ def train(argv):
 
     # training state: everything a checkpoint holds, so a resumed run continues exactly
     start_step, train_time, tokens_seen, padded_seen, sumsq_seen, val = 0, 0.0, 0, 0, 0, None
-    target = None  # where target_val_loss was first reached: step, train time, val and test loss
+    target = None  # where target_val_loss was first reached: dict(step, time = training clock in s)
     data_start = (0, 0, 0)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -1863,7 +1864,7 @@ def train(argv):
                     val = validate(step + 1)
                     if cfg.target_val_loss and not target and val["loss"] <= cfg.target_val_loss:
                         t = evaluate(train_model, test_batches, device, rank, world_size, autocast)
-                        target = dict(step=step + 1, time=train_time, val=val["loss"], test=t["loss"])
+                        target = dict(step=step + 1, time=train_time)
                         log(f"target val_loss {cfg.target_val_loss} reached: step {step + 1}, train_time "
                             f"{train_time:.2f}s, val_loss {val['loss']:.4f}, test_loss {t['loss']:.4f}")
                 sync()
@@ -1884,7 +1885,8 @@ def train(argv):
                 t0 = time.perf_counter()
             if stopping:
                 launcher = f"torchrun --nproc_per_node={world_size}" if distributed else "python"
-                log(f"{stop[0]}: stopped after step {step + 1}; continue with: {launcher} train_plm.py --resume {last_ckpt}")
+                log(f"{stop[0]}: stopped after step {step + 1}; continue with: {launcher} train_plm.py "
+                    f"--resume {last_ckpt}")
                 log.close()
                 if distributed:
                     dist.destroy_process_group()
