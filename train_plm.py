@@ -468,6 +468,15 @@ def diffusion_t_range(step, cfg):
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 FLEX_BLOCK = 128
+_flex_compiled = []  # torch.compile(flex_attention), made on first use (GPU only)
+
+
+def flex_attention_compiled(q, k, v, block_mask):
+    """flex_attention compiled on its own, for a model that is not (probes, generation, scoring): eager
+    flex_attention would materialise every (T, T) score matrix. Callers keep T fixed per call (one compile)."""
+    if not _flex_compiled:
+        _flex_compiled.append(torch.compile(flex_attention, dynamic=False))
+    return _flex_compiled[0](q, k, v, block_mask=block_mask)
 
 
 def norm(x):
@@ -562,8 +571,9 @@ class Attention(nn.Module):
             v = (self.ve_lambdas[0] * v + self.ve_lambdas[1] * ve.view_as(v)).type_as(v)
         q, k = rotary(norm(q), cos, sin).type_as(v), rotary(norm(k), cos, sin).type_as(v)  # QK-norm
         q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, H, T, d)
-        if isinstance(mask, BlockMask):
-            y = flex_attention(q, k, v, block_mask=mask)
+        if isinstance(mask, BlockMask):  # inside the compiled training model: traced as part of it
+            attend = flex_attention if torch.compiler.is_compiling() else flex_attention_compiled
+            y = attend(q, k, v, block_mask=mask)
         else:
             y = segment_attention(q, k, v, mask, self.window)
         return self.out(y[0].transpose(0, 1).reshape(T, D))
@@ -1039,11 +1049,16 @@ def parse_template(text):
     return ids
 
 
-def pack(sequences, multiple=FLEX_BLOCK):
+def pack(sequences, multiple=FLEX_BLOCK, length=0):
     """Residue arrays -> one packed batch: tokens (T,) int64 `<cls> residues <eos>` each, starts (T,) bool,
-    and the slice of each sequence's residues; T is padded to a multiple of `multiple` (FlexAttention)."""
+    and the slice of each sequence's residues; T is padded to a multiple of `multiple` (FlexAttention), or
+    to `length` when given (a fixed shape: no recompilation). Raises ValueError if they exceed `length`."""
     framed = [np.concatenate([[CLS], np.asarray(s, np.int64), [EOS]]) for s in sequences]
     T = -(-sum(len(f) for f in framed) // multiple) * multiple
+    if length:
+        if T > length:
+            raise ValueError(f"pack: {T} tokens do not fit a batch of {length}")
+        T = length
     tokens, starts, spans, pos = np.full(T, PAD, np.int64), np.zeros(T, bool), [], 0
     for f in framed:
         tokens[pos:pos + len(f)], starts[pos] = f, True
@@ -1103,16 +1118,18 @@ def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.
 @torch.no_grad()
 def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each residue of each sequence is
-    masked on its own (one masked copy per position, copies packed into batches of ~tokens_per_batch) and
-    scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
+    masked on its own (one masked copy per position, copies packed into batches of one fixed size: the
+    larger of tokens_per_batch and the longest sequence + 2, rounded up to 128) and scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
     residues, its exp: the pseudo-perplexity)."""
     device = next(model.parameters()).device
     autocast = inference_autocast(device)
     total, count, batch, targets = 0.0, 0, [], []
+    longest = max((len(s) for s in sequences), default=0) + 2
+    T = -(-max(tokens_per_batch, longest) // FLEX_BLOCK) * FLEX_BLOCK  # every batch this size: one shape
 
     def flush():
         nonlocal total
-        tokens, starts, spans = pack(batch)
+        tokens, starts, spans = pack(batch, length=T)
         with autocast:
             logits = model(tokens.to(device), starts.to(device)).float()
         where = torch.tensor([sp.start + j for sp, (j, _) in zip(spans, targets)], device=device)
@@ -1120,15 +1137,18 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
         total += F.cross_entropy(logits[where], label, reduction="sum").item()
         batch.clear(), targets.clear()
 
+    used = 0  # tokens in the batch being filled
     for seq in sequences:
         seq = np.asarray(seq, np.int64)
         for j in range(len(seq)):
+            if used + len(seq) + 2 > T:
+                flush()
+                used = 0
             copy_ = seq.copy()
             copy_[j] = MASK
             batch.append(copy_), targets.append((j, int(seq[j])))
             count += 1
-            if sum(len(b) + 2 for b in batch) >= tokens_per_batch:
-                flush()
+            used += len(seq) + 2
     if batch:
         flush()
     mean = total / max(count, 1)
