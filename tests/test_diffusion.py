@@ -150,26 +150,33 @@ def run_args(shards, tmp_path, *extra):
 
 
 def test_the_schedule_reaches_the_masking_applied_in_training(shards, tmp_path, monkeypatch):
-    """The masking that training applies (not a setting somewhere else) follows mlm_to_diffusion's schedule."""
+    """The masking that training applies (not a setting somewhere else) follows mlm_to_diffusion's schedule:
+    MLM (80/10/10, as objective mlm) for mlm_steps steps, then diffusion with t widening from mask_rate."""
     calls = []
-    real = tp.diffusion_mask
+    real_diffusion, real_mlm = tp.diffusion_mask, tp.mask_tokens
 
     def spy(tokens, starts, t_lo, t_hi, generator):
-        out = real(tokens, starts, t_lo, t_hi, generator)
+        out = real_diffusion(tokens, starts, t_lo, t_hi, generator)
         masked = out[1] != -100
         calls.append((t_lo, t_hi, t_of(out[2][masked], tokens)))
         return out
 
+    def spy_mlm(tokens, rate, generator, bert=True):
+        calls.append(("mlm", rate, bert))
+        return real_mlm(tokens, rate, generator, bert)
+
     monkeypatch.setattr(tp, "diffusion_mask", spy)
+    monkeypatch.setattr(tp, "mask_tokens", spy_mlm)
     result = tp.main(run_args(shards, tmp_path, "--objective", "mlm_to_diffusion", "--steps", 6, "--mlm_steps", 2,
                               "--widen_steps", 2, "--mask_rate", 0.25, "--diffusion_t_min", 0.01))
     assert len(calls) == 12  # 6 steps x 2 micro-batches
-    for step in range(6):
+    assert calls[:4] == [("mlm", 0.25, True)] * 4  # steps 0 and 1: MLM
+    for step in range(2, 6):
         for lo, hi, t in calls[2 * step:2 * step + 2]:
-            want = {0: (0.25, 0.25), 1: (0.25, 0.25), 2: (0.25, 0.25), 3: (0.13, 0.625)}.get(step, (0.01, 1.0))
+            want = {2: (0.25, 0.25), 3: (0.13, 0.625)}.get(step, (0.01, 1.0))
             assert (lo, hi) == pytest.approx(want)
             assert t.min().item() >= want[0] - 1e-5 and t.max().item() <= want[1] + 1e-5
-            if step < 3:
+            if step == 2:
                 assert torch.allclose(t, torch.full_like(t, 0.25))
     assert max(t.max().item() - t.min().item() for _, _, t in calls[8:]) > 0.3  # widened: t varies
     assert result["objective"] == "mlm_to_diffusion" and math.isfinite(result["val_nelbo"])
@@ -310,3 +317,12 @@ def test_a_valid_split_smaller_than_the_nelbo_grid(tmp_path, shards):
     args[args.index("--valid_files") + 1] = str(tmp_path / "none_valid_*.bin")
     with pytest.raises(SystemExit, match=r"none_valid_000000\.bin: a shard must start with <cls>"):
         tp.main(args)
+
+
+def test_mlm_phase_of_mlm_to_diffusion_is_mlm(shards, tmp_path):
+    """Before mlm_steps, mlm_to_diffusion trains exactly objective mlm (same masks; the weighted form of the
+    mean CE), so its warm-up costs nothing against pure MLM."""
+    a = tp.main(run_args(shards, tmp_path / "a", "--objective", "mlm", "--steps", 3, "--nelbo_grid", 0))
+    b = tp.main(run_args(shards, tmp_path / "b", "--objective", "mlm_to_diffusion", "--mlm_steps", 3, "--steps", 3,
+                         "--nelbo_grid", 0))
+    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5) and a["val_loss"] != 0
