@@ -4,7 +4,7 @@
 Usage:
     python records/check_record.py records/<folder> [--target 2.70] [--previous records/<older>]
                                    [--price_per_gpu_hour 3.5] [--plot [PNG]] [--table [record|experiment]]
-                                   [--require_pass]
+                                   [--require_pass] [--track speed|quality] [--budget_s 180]
     python records/check_record.py records/A records/B --plot out.png      # several folders, one plot
 
 What it does, for each folder:
@@ -21,7 +21,10 @@ What it does, for each folder:
     each with its own seed, all on the same hardware, each trained to the end of its schedule (RESULT
     `steps` equal to the logged config's `steps`: no early stop);
   * with --previous: the speed-up, mean train time of --previous / mean train time of this folder (marked
-    when the hardware differs).
+    when the hardware differs);
+  * when a run has a `quality_score` (trained with --probe true) or with --track quality: the mean and spread
+    of quality_score and the quality track's check: >= 3 runs, each with a quality_score and a training clock
+    of at most --budget_s seconds (default 180), distinct seeds, one hardware, whole schedules.
 
 Options:
   --plot [PNG]   validation loss against training time for every log of the given folder(s), with a
@@ -31,11 +34,14 @@ Options:
                  logs (numbers) and each folder's name (date) and README title ("what changed"). KIND is
                  `record` (default: the "Records" table; folders whose runs pass the statistical check are
                  ranked by mean train time, the others are marked as not reaching the target) or
-                 `experiment` (the "Notable experiments" table).
+                 `experiment` (the "Notable experiments" table) or `quality` (the quality track: folders
+                 that pass its check ranked by mean quality_score, highest first).
+  --track T      speed (default) or quality: the check that --require_pass applies.
 
 Exit status: 0 when every log is well-formed; 1 when a log is malformed (source mismatch, no separator, no
 RESULT line, a RESULT line that is not json with val_loss and train_time_s) or a folder has no log or no
-train_plm.py; 2 with --require_pass when a folder's check fails (fewer than 3 runs, p >= 0.01, or a rule above).
+train_plm.py; 2 with --require_pass when a folder's check for --track fails (fewer than 3 runs, p >= 0.01, or a
+rule above; for quality, a run without quality_score or over the budget).
 Without --require_pass the statistical outcome is only printed.
 
 Standard library only (no numpy / scipy): the t distribution's CDF is computed through the regularized
@@ -161,6 +167,8 @@ class Run:
         else:
             self.gpu_hours = float(r["gpu_hours"] or 0.0)
         self.hardware = f"{int(r.get('world_size', 1))}x {r.get('device', '?')}"
+        q = r.get("quality_score")  # the quality track's score: runs with --probe true
+        self.quality_score = None if q is None else float(q)
 
 
 def read_log(path, source):
@@ -263,6 +271,26 @@ def rule_problems(runs):
     return out
 
 
+def quality_stats(runs, budget_s):
+    """The quality track's check of a folder: every run has a quality_score (--probe true) and trained at most
+    budget_s seconds on the training clock, plus the speed track's rules (distinct seeds, one hardware, whole
+    schedules) and at least MIN_RUNS runs. Returns dict(n, score=(mean, sd, se), time, gpu_hours, problems,
+    passed); a higher mean quality_score ranks first."""
+    problems = rule_problems(runs)
+    missing = [r.path.name for r in runs if r.quality_score is None]
+    if missing:
+        problems.append("no quality_score (run with --probe true): " + ", ".join(missing))
+    over = [f"{r.path.name} ({r.train_time_s:.1f} s)" for r in runs if r.train_time_s > budget_s]
+    if over:
+        problems.append(f"over the {budget_s:g} s training budget: " + ", ".join(over))
+    scores = [r.quality_score for r in runs if r.quality_score is not None]
+    if len(scores) < MIN_RUNS:
+        problems.append(f"{len(scores)} run(s) with a quality_score, the rules need >= {MIN_RUNS}")
+    return dict(n=len(scores), score=mean_std_se(scores), time=mean_std_se([r.train_time_s for r in runs]),
+                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1), problems=problems,
+                passed=not problems)
+
+
 def report(folder, runs, args):
     price = args.price_per_gpu_hour
     print(f"== {folder}")
@@ -295,6 +323,13 @@ def report(folder, runs, args):
         why.append(f"p {'n/a' if math.isnan(s['p']) else format(s['p'], '.3g')} is not < {ALPHA:g}")
     why += s["problems"]
     print(f"statistical check (>= {MIN_RUNS} runs, p < {ALPHA:g}): {verdict}" + (f" ({'; '.join(why)})" if why else ""))
+    if args.track == "quality" or any(r.quality_score is not None for r in runs):
+        q = quality_stats(runs, args.budget_s)
+        qm, qs, _ = q["score"]
+        print(f"quality_score: n={q['n']} mean={fmt(qm, '.5f')} std={fmt(qs, '.5f')}")
+        print(f"quality track check (>= {MIN_RUNS} runs, each with a quality_score and <= {args.budget_s:g} s): "
+              + ("PASS" if q["passed"] else "FAIL (" + "; ".join(q["problems"]) + ")"))
+        s["quality"] = q
     return s
 
 
@@ -333,6 +368,25 @@ def plot(folder_runs, target, out):
     plt.close(fig)
     print(f"plot written: {out}")
     return out
+
+
+def quality_rows(folder_runs, budget_s, price):
+    """Markdown rows of the quality track's table: folder_runs [(folder, runs)]; passing folders ranked by
+    mean quality_score (highest first), the others marked with why."""
+    stats = [(f, runs, quality_stats(runs, budget_s)) for f, runs in folder_runs]
+    passing = sorted((-q["score"][0], str(f)) for f, _, q in stats if q["passed"])
+    rank = {f: i + 1 for i, (_, f) in enumerate(passing)}
+    rows = []
+    for folder, runs, q in stats:
+        name = Path(folder).name
+        qm, qs, _ = q["score"]
+        spread = f" ± {qs:.4f}" if q["n"] >= 2 else ""
+        score = f"{fmt(qm, '.4f')}{spread} (n={q['n']})" + ("" if q["passed"] else f"; {'; '.join(q['problems'])}")
+        hw = ", ".join(sorted({r.hardware for r in runs}))
+        cost = f"${q['gpu_hours'] * price:.2f} ({q['gpu_hours']:.4f} GPU-h)"
+        rows.append(f"| {rank.get(str(folder), '—')} | {score} | {q['time'][0]:.2f} s | {hw} | {readme_title(folder)} "
+                    f"| {name.split('_', 1)[0]} | {cost} | [{name}]({name}/README.md) |")
+    return rows
 
 
 def table_rows(folder_stats_list, kind, target, price):
@@ -377,6 +431,8 @@ TABLE_HEADERS = {
                "|---|---|---|---|---|---|---|---|"],
     "experiment": ["| date | experiment | logs | final val loss (mean ± sd) | time (training clock, mean) | hardware "
                    "| cost per run | folder |", "|---|---|---|---|---|---|---|---|"],
+    "quality": ["| rank | quality_score (mean ± sd) | time (training clock, mean) | hardware | what changed | date "
+                "| cost per run | folder |", "|---|---|---|---|---|---|---|---|"],
 }
 
 
@@ -390,10 +446,15 @@ def main(argv=None):
                     help="assumed price in $ per GPU-hour for the cost column (default 3.5, an H200-hour)")
     ap.add_argument("--plot", nargs="?", const=str(DEFAULT_PLOT), default=None, metavar="PNG",
                     help=f"draw val loss vs training time (default path {DEFAULT_PLOT.name} in records/)")
-    ap.add_argument("--table", nargs="?", const="record", default=None, choices=["record", "experiment"],
+    ap.add_argument("--table", nargs="?", const="record", default=None, choices=["record", "experiment", "quality"],
                     help="print markdown row(s) for records/README.md (record table by default)")
+    ap.add_argument("--track", choices=["speed", "quality"], default="speed",
+                    help="the track whose check --require_pass applies (default speed)")
+    ap.add_argument("--budget_s", type=float, default=180.0,
+                    help="quality track: the training-clock budget per run in seconds (default 180, one H200)")
     ap.add_argument("--require_pass", action="store_true",
-                    help="exit 2 when the statistical check fails (>= 3 runs, p < 0.01)")
+                    help="exit 2 when the folder fails its track's check (speed: >= 3 runs, p < 0.01; quality: "
+                         ">= 3 runs with a quality_score, each within --budget_s)")
     args = ap.parse_args(argv)
 
     malformed = False
@@ -426,14 +487,15 @@ def main(argv=None):
 
     if args.table and done:
         print()
-        print("\n".join(TABLE_HEADERS[args.table] + table_rows(done, args.table, args.target,
-                                                                args.price_per_gpu_hour)))
+        rows = quality_rows([(f, r) for f, r, _ in done], args.budget_s, args.price_per_gpu_hour) \
+            if args.table == "quality" else table_rows(done, args.table, args.target, args.price_per_gpu_hour)
+        print("\n".join(TABLE_HEADERS[args.table] + rows))
 
     if malformed:
         print("RESULT: malformed log(s) or folder(s): see ERROR lines")
         return 1
-    if args.require_pass and not all(s["passed"] for _, _, s in done):
-        print("RESULT: statistical check failed (--require_pass)")
+    if args.require_pass and not all((s["quality"] if args.track == "quality" else s)["passed"] for _, _, s in done):
+        print(f"RESULT: the {args.track} track's check failed (--require_pass)")
         return 2
     return 0
 

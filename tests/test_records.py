@@ -62,7 +62,7 @@ def _readme_tables():
 
 def test_every_folder_is_in_exactly_one_table_with_the_row_the_checker_computes():
     tables = _readme_tables()
-    kinds = {cr.TABLE_HEADERS[k][0]: k for k in cr.TABLE_HEADERS}
+    kinds = {cr.TABLE_HEADERS[k][0]: k for k in ("record", "experiment")}  # every folder is in one of these
     assert set(kinds) <= set(tables), "records/README.md lacks the records or the experiments table"
     seen = {}
     for header, kind in kinds.items():
@@ -156,3 +156,39 @@ def test_rule_breaking_runs_fail_the_check(tmp_path, capsys, runs, problem):
     assert problem in row  # the table says why it is unranked
     good = _synthetic_folder(tmp_path / "g", [(0, 2.60, 300, 300, 1), (1, 2.61, 300, 300, 1), (2, 2.59, 300, 300, 1)])
     assert cr.main([str(good), "--require_pass"]) == 0
+
+
+def _quality_folder(folder, runs):
+    """Logs of a fake trainer with --probe true: runs = [(seed, quality_score or None, train_time_s)]."""
+    source = b"# a trainer\n"
+    folder.mkdir()
+    (folder / "train_plm.py").write_bytes(source)
+    for i, (seed, q, time_s) in enumerate(runs):
+        result = dict(preset="speedrun", seed=seed, world_size=1, val_loss=2.2, train_time_s=time_s, steps=480,
+                      device="NVIDIA H200", gpu_hours=time_s / 3600)
+        if q is not None:
+            result["quality_score"] = q
+        body = f"config {json.dumps(dict(steps=480))}\nRESULT {json.dumps(result)}\n"
+        (folder / f"q{i}.txt").write_bytes(source + cr.SEPARATOR + body.encode())
+    return folder
+
+
+def test_quality_track_check_and_table(tmp_path, capsys):
+    """Quality track: >= 3 seeds with a quality_score, each within the training budget; ranked by mean score."""
+    good = _quality_folder(tmp_path / "2026-12-01_Good", [(0, 0.60, 170.0), (1, 0.62, 171.0), (2, 0.61, 169.0)])
+    better = _quality_folder(tmp_path / "2026-12-02_Better", [(0, 0.63, 175.0), (1, 0.64, 176.0), (2, 0.65, 174.0)])
+    assert cr.main([str(good), str(better), "--track", "quality", "--require_pass", "--table", "quality"]) == 0
+    out = capsys.readouterr().out
+    rows = [l for l in out.splitlines() if l.startswith("| 1 |") or l.startswith("| 2 |")]
+    assert rows[0].startswith("| 2 | 0.6100 ± 0.0100 (n=3) |") and "2026-12-01_Good" in rows[0]
+    assert rows[1].startswith("| 1 | 0.6400 ± 0.0100 (n=3) |") and "2026-12-02_Better" in rows[1]
+    for i, (runs, problem) in enumerate([
+            ([(0, 0.6, 170.0), (1, 0.6, 181.0), (2, 0.6, 170.0)], "over the 180 s training budget"),
+            ([(0, 0.6, 170.0), (1, None, 170.0), (2, 0.6, 170.0)], "no quality_score"),
+            ([(0, 0.6, 170.0), (1, 0.6, 170.0)], "the rules need >= 3")]):
+        bad = _quality_folder(tmp_path / f"bad{i}", runs)
+        assert cr.main([str(bad), "--track", "quality", "--require_pass", "--table", "quality"]) == 2
+        out = capsys.readouterr().out
+        assert problem in out and "quality track check" in out and "FAIL" in out
+    # the same folder passes the quality track with a larger budget
+    assert cr.main([str(tmp_path / "bad0"), "--track", "quality", "--require_pass", "--budget_s", "200"]) == 0
