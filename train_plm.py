@@ -193,6 +193,11 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error("target_val_loss must be a finite number >= 0 (0: off) and target_every >= 1")
     if cfg.seed < 0 or cfg.attention_window < 0 or not cfg.logit_softcap > 0:
         parser.error("seed and attention_window must be >= 0, logit_softcap > 0")
+    if not 0 <= cfg.cooldown_frac <= 1 or min(cfg.lr_hidden, cfg.lr_embed, cfg.lr_head, cfg.lr_scalar) < 0:
+        parser.error("cooldown_frac must lie in [0, 1] and the learning rates must be >= 0")
+    if cfg.probe and not all(os.path.exists(os.path.join(cfg.probe_dir, f"{t}.tsv.gz")) for t in PROBE_TASKS):
+        parser.error(f"--probe true: the probe sets are missing from {cfg.probe_dir}/ (build them with "
+                     "python data/make_probes.py); checked before training, not after")
     if cfg.steps < 1 or cfg.log_every < 1 or min(cfg.eval_every, cfg.save_every, cfg.warmup_steps, cfg.nelbo_grid,
                                                   cfg.mlm_steps, cfg.widen_steps) < 0:
         parser.error("steps and log_every must be >= 1; eval_every, save_every, warmup_steps, nelbo_grid, "
@@ -215,8 +220,8 @@ V = len(VOCAB)
 def encode(seq, add_special=True):
     """Protein string -> token ids, np.ndarray (n,) uint8; `<...>` tokens (e.g. `<mask>`) are read whole.
 
-    Lower case is upper-cased. Raises ValueError naming the character and its position if it is not in
-    the vocabulary.
+    Lower case is upper-cased. Raises ValueError naming the character and its position (1-based, as
+    data/prepare.py counts) if it is not in the vocabulary.
     """
     ids, i = [], 0
     while i < len(seq):
@@ -227,7 +232,7 @@ def encode(seq, add_special=True):
         else:
             tok, i = seq[i].upper(), i + 1
         if tok not in TOKEN_ID:
-            raise ValueError(f"character {tok!r} at position {i - len(tok)} is not in the ESM-2 vocabulary")
+            raise ValueError(f"character {tok!r} at position {i - len(tok) + 1} is not in the ESM-2 vocabulary")
         ids.append(TOKEN_ID[tok])
     if add_special:
         ids = [CLS] + ids + [EOS]
@@ -835,11 +840,11 @@ def make_optimizers(model, cfg, fused, rank=0, world_size=1):
 
 
 def lr_multiplier(step, cfg):
-    """Linear warm-up over warmup_steps, constant, then linear cooldown to 0 over the last cooldown_frac."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    frac_left = 1 - step / cfg.steps
-    return min(1.0, frac_left / cfg.cooldown_frac) if cfg.cooldown_frac > 0 else 1.0
+    """Linear warm-up over warmup_steps, constant, then linear cooldown to 0 over the last cooldown_frac; where
+    the two overlap (a run shorter than its warm-up plus cooldown), the smaller of the two."""
+    warm = (step + 1) / cfg.warmup_steps if step < cfg.warmup_steps else 1.0
+    cool = min(1.0, (1 - step / cfg.steps) / cfg.cooldown_frac) if cfg.cooldown_frac > 0 else 1.0
+    return min(warm, cool)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1046,7 +1051,8 @@ def parse_template(text):
     on a character outside the vocabulary or a special token other than <mask>."""
     if text.isdigit():
         return np.full(int(text), MASK, np.uint8)
-    ids = encode(text.replace("-", "<mask>"), add_special=False)
+    ids = encode(text, add_special=False)  # '-' is a vocabulary token (gap): positions stay those of the text
+    ids[ids == TOKEN_ID["-"]] = MASK
     bad = [VOCAB[i] for i in ids if not (RESIDUES.start <= i < RESIDUES.stop or i == MASK)]
     if bad:
         raise ValueError(f"template {text!r}: {bad[0]} is not a residue or <mask>")
@@ -1121,10 +1127,11 @@ def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.
 
 @torch.no_grad()
 def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
-    """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each residue of each sequence is
+    """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each canonical residue (the 20 amino
+    acids; X, B, U, Z, O stay in the context but are not scored: no model can predict an unknown) is
     masked on its own (one masked copy per position, copies packed into batches of one fixed size: the
     larger of tokens_per_batch and the longest sequence + 2, rounded up to 128) and scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
-    residues, its exp: the pseudo-perplexity)."""
+    scored residues, its exp: the pseudo-perplexity, the number of residues not scored)."""
     device = next(model.parameters()).device
     autocast = inference_autocast(device)
     total, count, batch, targets = 0.0, 0, [], []
@@ -1141,10 +1148,13 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
         total += F.cross_entropy(logits[where], label, reduction="sum").item()
         batch.clear(), targets.clear()
 
-    used = 0  # tokens in the batch being filled
+    used, skipped = 0, 0  # tokens in the batch being filled; non-canonical residues not scored
     for seq in sequences:
         seq = np.asarray(seq, np.int64)
         for j in range(len(seq)):
+            if not CANONICAL.start <= seq[j] < CANONICAL.stop:
+                skipped += 1
+                continue
             if used + len(seq) + 2 > T:
                 flush()
                 used = 0
@@ -1156,7 +1166,7 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     if batch:
         flush()
     mean = total / max(count, 1)
-    return mean, math.exp(mean)
+    return mean, math.exp(mean), skipped
 
 
 def read_fasta(path):
@@ -1213,8 +1223,8 @@ def sample_main(argv):
     if mode == "generate":
         ap.add_argument("--template", action="append", help="residues with <mask> or - to fill, or a length "
                         "L (all masked); repeatable; default: --num sequences of --length")
-        ap.add_argument("--num", type=int, default=10)
-        ap.add_argument("--length", type=int, default=100)
+        ap.add_argument("--num", type=int, default=10, help="sequences to generate (default 10)")
+        ap.add_argument("--length", type=int, default=100, help="residues per sequence (default 100)")
         ap.add_argument("--steps", type=int, default=0,
                         help="unmasking rounds (default: the longest template's length)")
         ap.add_argument("--temperature", type=float, default=1.0)
@@ -1231,18 +1241,24 @@ def sample_main(argv):
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
     if mode == "score":
         ids, seqs, notes = read_fasta(args.fasta)
-        mean, ppl = pseudo_perplexity(model, seqs)
+        mean, ppl, skipped = pseudo_perplexity(model, seqs)
         comp = composition(seqs)
         print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} residues, pseudo-perplexity "
               f"{ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue); normalised: "
-              f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped")
+              f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped; "
+              f"{skipped} non-canonical residues (X B U Z O) kept as context, not scored")
         print("composition " + " ".join(f"{a}:{c:.4f}" for a, c in comp.items()))
-        return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, composition=comp)
+        return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, not_scored=skipped,
+                    composition=comp)
     try:
         templates = [parse_template(t) for t in args.template] if args.template else \
             [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
         if any(len(t) == 0 for t in templates):
             raise ValueError("a template of length 0")
+        longest = max(len(t) for t in templates)
+        if longest > model.cfg.max_length - 2:
+            raise ValueError(f"a template of {longest} residues is longer than the model's context "
+                             f"(max_length {model.cfg.max_length} - 2 = {model.cfg.max_length - 2} residues)")
     except ValueError as e:
         ap.error(str(e))
     steps = args.steps or max(len(t) for t in templates)
@@ -1509,6 +1525,7 @@ def probe_main(argv):
     args = ap.parse_args(argv[1:])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, cfg = load_model(args.model, device)
+    print(f"== trained model: {args.model}")
     runs = {"trained": probe_benchmark(model, args.probe_dir)}
     if not args.skip_baselines:
         torch.manual_seed(cfg.seed)
@@ -1516,7 +1533,9 @@ def probe_main(argv):
         for p in random_model.parameters():  # zero-initialised output projections would make every block the
             if p.dim() == 2 and not p.any():  # identity: a random model's layers then all equal its embedding
                 init_linear(p)
+        print("== random_init: a model of the same shape, not trained")
         runs["random_init"] = probe_benchmark(random_model.to(device).eval(), args.probe_dir)
+        print("== composition: amino-acid composition per protein, one-hot residue per residue (no model)")
         runs["composition"] = probe_benchmark(
             None, args.probe_dir, features=lambda s, r: composition_features(s, r).to(device))
     print("\n| model | quality_score | "
@@ -1687,6 +1706,8 @@ def train(argv):
     log = Logger(cfg, rank, resumed=ckpt is not None)
     log(environment_report(device), console=False)
     log("config " + json.dumps(dataclasses.asdict(cfg)))
+    if cfg.objective == "mlm_to_diffusion" and cfg.mlm_steps >= cfg.steps:
+        log(f"note: mlm_to_diffusion with mlm_steps {cfg.mlm_steps} >= steps {cfg.steps}: this run trains MLM only")
     micro_per_step = cfg.tokens_per_step // (cfg.tokens_per_micro_batch * world_size)
     if micro_per_step < 1 or micro_per_step * cfg.tokens_per_micro_batch * world_size != cfg.tokens_per_step:
         raise SystemExit(f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a multiple of "

@@ -58,6 +58,9 @@ SEPARATOR = b"=" * 100 + b"\n"
 ALPHA = 0.01
 MIN_RUNS = 3
 DEFAULT_PLOT = Path(__file__).resolve().parent / "val_curves.png"
+REFERENCE_VALID = "data/reference/reference_valid_*.bin"  # the speed track's validation split
+PER_RUN_SETTINGS = {"seed", "run_id", "log_dir", "out_dir", "resume", "save_every", "save_model", "hub_repo", "wandb",
+                    "wandb_project", "probe", "probe_dir"}  # may differ between the runs of one record
 VAL_RE = re.compile(r"^step:(\d+)/(\d+) val_loss:([-+0-9.eE]+|nan|inf)\b.*?\btrain_time:([0-9.]+)s")
 
 
@@ -202,6 +205,9 @@ def read_log(path, source):
             curve.append((int(m.group(1)), float(m.group(4)), float(m.group(3))))
     if not results and not errors:
         errors.append(f"{path}: no RESULT line (the run did not finish?)")
+    if results and curve and abs(curve[-1][2] - float(results[-1]["val_loss"])) > 5e-5:
+        errors.append(f"{path}: the RESULT val_loss {results[-1]['val_loss']} is not the log's last validation "
+                      f"line (step {curve[-1][0]}: {curve[-1][2]})")
     if errors:
         return None, errors
     return Run(path, results, curve, config), []
@@ -246,13 +252,21 @@ def fmt(x, spec):
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def folder_stats(runs, target):
+def folder_stats(runs, target, errors=()):
+    """The speed track's check of a folder's well-formed runs; errors: the malformed logs' messages (any one
+    fails the folder)."""
     losses = [r.val_loss for r in runs]
     times = [r.train_time_s for r in runs]
     t, df, p = t_test_less(losses, target)
+    problems = rule_problems(runs)
+    other = sorted({str(r.config.get("valid_files")) for r in runs if r.config.get("valid_files") != REFERENCE_VALID})
+    if other:
+        problems.append(f"validation split {', '.join(other)} is not the reference shards' {REFERENCE_VALID}")
+    if errors:
+        problems.append(f"{len(errors)} malformed log(s): see the ERROR lines")
     return dict(n=len(runs), loss=mean_std_se(losses), time=mean_std_se(times), t=t, df=df, p=p,
-                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1), problems=rule_problems(runs),
-                passed=len(runs) >= MIN_RUNS and not math.isnan(p) and p < ALPHA and not rule_problems(runs))
+                gpu_hours=math.fsum(r.gpu_hours for r in runs) / max(len(runs), 1), problems=problems,
+                passed=len(runs) >= MIN_RUNS and not math.isnan(p) and p < ALPHA and not problems)
 
 
 def rule_problems(runs):
@@ -268,6 +282,18 @@ def rule_problems(runs):
     hardware = sorted({r.hardware for r in runs})
     if len(hardware) > 1:
         out.append("runs on different hardware (" + ", ".join(hardware) + ")")
+    settings = [{k: v for k, v in r.config.items() if k not in PER_RUN_SETTINGS} for r in runs]
+    differ = sorted({k for c in settings for k in c if any(d.get(k) != c.get(k) for d in settings)})
+    if differ:
+        out.append("settings differ between runs: " + ", ".join(differ))
+    curves = {}
+    for r in runs:  # one run's log copied under another seed: same curve, same clock
+        curves.setdefault((tuple(r.curve), r.train_time_s), []).append(r.path.name)
+    copies = [names for names in curves.values() if len(names) > 1]
+    if copies:
+        out.append("identical curves and times (copied logs?): " + "; ".join(", ".join(n) for n in copies))
+    if runs and not (runs[0].path.parent / "README.md").is_file():
+        out.append("no README.md in the folder")
     return out
 
 
@@ -291,7 +317,7 @@ def quality_stats(runs, budget_s):
                 passed=not problems)
 
 
-def report(folder, runs, args):
+def report(folder, runs, args, errors=()):
     price = args.price_per_gpu_hour
     print(f"== {folder}")
     print(f"{'log':<28} {'run_id':<24} {'seed':>4} {'val_loss':>9} {'train_time_s':>12} {'gpu_hours':>10} "
@@ -302,7 +328,7 @@ def report(folder, runs, args):
               f"{gh:>10} {'$' + format(r.gpu_hours * price, '.4f'):>9}")
     if any(r.gpu_hours_derived for r in runs):
         print("  * gpu_hours not in the RESULT line (older log): derived as world_size x train_time_s / 3600")
-    s = folder_stats(runs, args.target)
+    s = folder_stats(runs, args.target, errors)
     (lm, ls, le), (tm, ts, te) = s["loss"], s["time"]
     print(f"val_loss:     n={s['n']} mean={fmt(lm, '.5f')} std={fmt(ls, '.5f')} se={fmt(le, '.5f')}")
     print(f"train_time_s: n={s['n']} mean={fmt(tm, '.2f')} std={fmt(ts, '.2f')} se={fmt(te, '.2f')}")
@@ -467,7 +493,7 @@ def main(argv=None):
         if not runs:
             print(f"== {folder}: no well-formed log")
             continue
-        done.append((folder, runs, report(folder, runs, args)))
+        done.append((folder, runs, report(folder, runs, args, errors)))
 
     if args.previous:
         prev_runs, errors = read_folder(args.previous)

@@ -238,13 +238,16 @@ def test_completion_never_changes_given_residues():
         tp.parse_template("MK<cls>A")
     with pytest.raises(ValueError, match="not in the ESM-2 vocabulary"):
         tp.parse_template("MKJ")
+    with pytest.raises(ValueError, match="character 'J' at position 3 "):  # 1-based, in the text as written
+        tp.parse_template("M-J")
+    assert list(tp.parse_template("M-<mask>K")) == [tp.TOKEN_ID["M"], tp.MASK, tp.MASK, tp.TOKEN_ID["K"]]
 
 
 def test_pseudo_perplexity():
     rng = np.random.default_rng(3)
     seqs = [rng.integers(4, 24, n) for n in (5, 40, 17)]
-    mean, ppl = tp.pseudo_perplexity(tiny_model(random_head=False), seqs, tokens_per_batch=300)
-    assert mean == pytest.approx(LN_V, abs=1e-6) and ppl == pytest.approx(tp.V, rel=1e-5)
+    mean, ppl, skipped = tp.pseudo_perplexity(tiny_model(random_head=False), seqs, tokens_per_batch=300)
+    assert mean == pytest.approx(LN_V, abs=1e-6) and ppl == pytest.approx(tp.V, rel=1e-5) and skipped == 0
     model = tiny_model(2)
     by_hand = []
     for s in seqs:  # one sequence at a time, one masked position at a time
@@ -253,8 +256,22 @@ def test_pseudo_perplexity():
             x[j] = tp.MASK
             tokens, starts, _ = tp.pack([x])
             by_hand.append(F.cross_entropy(model(tokens, starts)[j + 1:j + 2], torch.tensor([int(s[j])])).item())
-    mean, ppl = tp.pseudo_perplexity(model, seqs, tokens_per_batch=100)
+    mean, ppl, _ = tp.pseudo_perplexity(model, seqs, tokens_per_batch=100)
     assert mean == pytest.approx(np.mean(by_hand), abs=1e-5) and ppl == pytest.approx(math.exp(mean))
+    # X (24) and B (25) stay in the context but are not scored: the mean is over the canonical positions only
+    with_x = [s.copy() for s in seqs]
+    with_x[1][[3, 7]] = [24, 25]
+    mean_x, _, skipped = tp.pseudo_perplexity(model, with_x, tokens_per_batch=100)
+    assert skipped == 2
+    by_hand = []
+    for s in with_x:
+        for j in range(len(s)):
+            if s[j] < 24:
+                x = s.copy()
+                x[j] = tp.MASK
+                tokens, starts, _ = tp.pack([x])
+                by_hand.append(F.cross_entropy(model(tokens, starts)[j + 1:j + 2], torch.tensor([int(s[j])])).item())
+    assert mean_x == pytest.approx(np.mean(by_hand), abs=1e-5)
 
 
 def test_generate_and_score_commands(tmp_path, capsys):
@@ -273,6 +290,8 @@ def test_generate_and_score_commands(tmp_path, capsys):
     assert result["sequences"] == 3 and sum(result["composition"].values()) == pytest.approx(1.0)
     with pytest.raises(SystemExit):
         tp.main(["generate", folder, "--template", "MK<eos>"])
+    with pytest.raises(SystemExit):  # longer than the model's context (cfg_of's max_length)
+        tp.main(["generate", folder, "--length", str(tiny_model().cfg.max_length - 1)])
     bad = tmp_path / "bad.fasta"
     bad.write_text(">a\nmkv*\n>b\nMK\nVA*\n")  # normalised like data/prepare.py, and counted
     ids, parsed, notes = tp.read_fasta(str(bad))
@@ -284,7 +303,7 @@ def test_generate_and_score_commands(tmp_path, capsys):
     with pytest.raises(ValueError, match="record 'empty' is empty"):
         tp.read_fasta(str(bad))
     bad.write_text(">a\nMK*V\n")
-    with pytest.raises(ValueError, match=r"record 'a': character '\*' at position 2"):
+    with pytest.raises(ValueError, match=r"record 'a': character '\*' at position 3"):
         tp.read_fasta(str(bad))
     # command-line errors: one line naming the file, no traceback
     bad.write_text("")

@@ -110,11 +110,14 @@ def test_statistical_check_and_speed_up(tmp_path, capsys):
     base = RECORDS / "2026-11-29_ReferencePreset"
     source = b"# a trainer\n"
     (tmp_path / "train_plm.py").write_bytes(source)
+    (tmp_path / "README.md").write_text("# 2026-12-01 Synthetic: three seeds\n")
     for seed, (loss, time_s) in enumerate([(2.690, 100.0), (2.692, 101.0), (2.688, 99.0)]):
         result = dict(preset="speedrun", seed=seed, world_size=1, val_loss=loss, train_time_s=time_s,
                       device="NVIDIA H200", gpu_hours=time_s / 3600)
-        (tmp_path / f"s{seed}.txt").write_bytes(source + cr.SEPARATOR + f"step:10/10 val_loss:{loss} "
-                                                f"train_time:{time_s}s\nRESULT {json.dumps(result)}\n".encode())
+        config = dict(steps=10, seed=seed, valid_files=cr.REFERENCE_VALID)
+        (tmp_path / f"s{seed}.txt").write_bytes(source + cr.SEPARATOR + f"config {json.dumps(config)}\n"
+                                                f"step:10/10 val_loss:{loss} train_time:{time_s}s\n"
+                                                f"RESULT {json.dumps(result)}\n".encode())
     assert cr.main([str(tmp_path), "--require_pass", "--previous", str(base)]) == 0
     out = capsys.readouterr().out
     prev = json.loads(next(l for l in next(base.glob("*.txt")).read_text().splitlines()
@@ -132,10 +135,12 @@ def _synthetic_folder(folder, runs):
     source = b"# a trainer\n"
     folder.mkdir(exist_ok=True)
     (folder / "train_plm.py").write_bytes(source)
+    (folder / "README.md").write_text("# 2026-12-01 Synthetic: runs\n")
     for i, (seed, loss, done, planned, ws) in enumerate(runs):
         result = dict(preset="speedrun", seed=seed, world_size=ws, val_loss=loss, train_time_s=100.0, steps=done,
                       device="NVIDIA H200", gpu_hours=ws * 100.0 / 3600)
-        body = (f"config {json.dumps(dict(steps=planned, seed=seed))}\nstep:{done}/{planned} val_loss:{loss} "
+        config = dict(steps=planned, seed=seed, valid_files=cr.REFERENCE_VALID)
+        body = (f"config {json.dumps(config)}\nstep:{done}/{planned} val_loss:{loss} "
                 f"train_time:100.0s\nRESULT {json.dumps(result)}\n")
         (folder / f"r{i}.txt").write_bytes(source + cr.SEPARATOR + body.encode())
     return folder
@@ -163,12 +168,15 @@ def _quality_folder(folder, runs):
     source = b"# a trainer\n"
     folder.mkdir()
     (folder / "train_plm.py").write_bytes(source)
+    (folder / "README.md").write_text("# 2026-12-01 Synthetic: probes\n")
     for i, (seed, q, time_s) in enumerate(runs):
-        result = dict(preset="speedrun", seed=seed, world_size=1, val_loss=2.2, train_time_s=time_s, steps=480,
+        loss = 2.2 + 0.01 * seed
+        result = dict(preset="speedrun", seed=seed, world_size=1, val_loss=loss, train_time_s=time_s, steps=480,
                       device="NVIDIA H200", gpu_hours=time_s / 3600)
         if q is not None:
             result["quality_score"] = q
-        body = f"config {json.dumps(dict(steps=480))}\nRESULT {json.dumps(result)}\n"
+        body = (f"config {json.dumps(dict(steps=480, seed=seed))}\nstep:480/480 val_loss:{loss} "
+                f"train_time:{time_s}s\nRESULT {json.dumps(result)}\n")
         (folder / f"q{i}.txt").write_bytes(source + cr.SEPARATOR + body.encode())
     return folder
 
@@ -192,3 +200,29 @@ def test_quality_track_check_and_table(tmp_path, capsys):
         assert problem in out and "quality track check" in out and "FAIL" in out
     # the same folder passes the quality track with a larger budget
     assert cr.main([str(tmp_path / "bad0"), "--track", "quality", "--require_pass", "--budget_s", "200"]) == 0
+
+
+def test_tampered_or_copied_logs_and_other_splits_fail(tmp_path, capsys):
+    """What a hand-edited folder would get past a checker that trusts RESULT lines: an edited val_loss, a log
+    copied under another seed, another validation split, settings that differ, no README."""
+    good = [(0, 2.60, 300, 300, 1), (1, 2.61, 300, 300, 1), (2, 2.59, 300, 300, 1)]
+    folder = _synthetic_folder(tmp_path / "edited", good)
+    log = folder / "r1.txt"
+    log.write_text(log.read_text().replace('"val_loss": 2.61', '"val_loss": 2.41'))
+    assert cr.main([str(folder), "--require_pass"]) == 1
+    out = capsys.readouterr().out
+    assert "is not the log's last validation line" in out and "malformed log(s)" in out and "FAIL" in out
+    folder = _synthetic_folder(tmp_path / "copied", good)
+    (folder / "r3.txt").write_text((folder / "r0.txt").read_text().replace('"seed": 0', '"seed": 9'))
+    assert cr.main([str(folder), "--require_pass"]) == 2
+    assert "identical curves and times (copied logs?): r0.txt, r3.txt" in capsys.readouterr().out
+    for edit, problem in [(lambda t: t.replace(cr.REFERENCE_VALID, "data/easy/easy_valid_*.bin"), "validation split"),
+                          (lambda t: t.replace('"steps": 300', '"steps": 300, "lr_hidden": 0.9'), "settings differ")]:
+        folder = _synthetic_folder(tmp_path / problem.replace(" ", "_"), good)
+        (folder / "r2.txt").write_text(edit((folder / "r2.txt").read_text()))
+        assert cr.main([str(folder), "--require_pass"]) == 2
+        assert problem in capsys.readouterr().out
+    folder = _synthetic_folder(tmp_path / "no_readme", good)
+    (folder / "README.md").unlink()
+    assert cr.main([str(folder), "--require_pass"]) == 2
+    assert "no README.md" in capsys.readouterr().out

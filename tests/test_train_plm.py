@@ -102,7 +102,8 @@ def test_encode_rejects_characters_outside_the_vocabulary(bad):
 
 
 def test_encode_error_names_character_and_position():
-    with pytest.raises(ValueError, match=r"'J'.*position 2"):
+    """Positions are 1-based, as data/prepare.py reports them."""
+    with pytest.raises(ValueError, match=r"'J'.*position 3 "):
         tp.encode("MKJV")
 
 
@@ -783,6 +784,19 @@ def test_lr_multiplier_schedule():
     assert m[10:61] == pytest.approx([1.0] * 51)
     assert m[61:] == pytest.approx([(1 - s / 100) / 0.4 for s in range(61, 100)])
     assert m[-1] > 0
+    # a run shorter than warm-up + cooldown: the smaller ramp wins, so it never ends at the peak rate
+    short = cfg_of("--steps", 30, "--warmup_steps", 30, "--cooldown_frac", 0.5)
+    m = [tp.lr_multiplier(s, short) for s in range(30)]
+    assert m == pytest.approx([min((s + 1) / 30, (1 - s / 30) / 0.5) for s in range(30)])
+    assert max(m) < 0.7 and m[-1] < 0.1 and all(b <= a for a, b in zip(m[20:], m[21:]))
+
+
+def test_flag_checks_before_training(tmp_path):
+    """Settings that would fail or mislead only after training are refused up front."""
+    for bad in (["--cooldown_frac", "2"], ["--lr_hidden", "-1"], ["--probe", "true", "--probe_dir", str(tmp_path)]):
+        with pytest.raises(SystemExit):
+            tp.parse_config(bad, has_gpu=False)
+    assert tp.parse_config(["--probe", "true"], has_gpu=False).probe  # the committed probe sets are there
 
 
 # ==========================================================================================================
