@@ -62,7 +62,9 @@ train() {  # [exec] ARGS: torchrun over every GPU, or the cpu preset without one
 }
 
 if [ "${1:-}" = experiments ]; then
-  dir=${2:?usage: bash run.sh experiments FOLDER   (runs every FOLDER/*.args)}
+  if [ -z "${2:-}" ]; then echo "usage: bash run.sh experiments FOLDER   (runs every FOLDER/*.args)" >&2; exit 2; fi
+  dir=$2
+  if [ ! -d "$dir" ]; then echo "run.sh: experiments: $dir is not a folder" >&2; exit 1; fi
   shopt -s nullglob
   files=("$dir"/*.args)
   shopt -u nullglob

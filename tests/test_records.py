@@ -1,12 +1,15 @@
 """records/: every folder is complete and well-formed, records/README.md's tables are the ones the checker
-computes from the logs, and the checker's statistics equal scipy's.
+computes from the logs, the checker's statistics equal scipy's, and `bash run.sh experiments` batches run.
 
-Run: python -m pytest -q tests/test_records.py      (CPU, seconds; scipy comes with scikit-learn)
+Run: python -m pytest -q tests/test_records.py      (CPU, ~20 s; scipy comes with scikit-learn)
 """
 import importlib.util
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -226,3 +229,28 @@ def test_tampered_or_copied_logs_and_other_splits_fail(tmp_path, capsys):
     (folder / "README.md").unlink()
     assert cr.main([str(folder), "--require_pass"]) == 2
     assert "no README.md" in capsys.readouterr().out
+
+
+def test_run_sh_experiment_batch(tmp_path):
+    """`bash run.sh experiments FOLDER`: every .args file runs (comments and quotes handled), a failed one does
+    not stop the batch, the summary has a row per file, and the exit status says a run failed."""
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    common = (f"--log_dir {tmp_path / 'logs'} --out_dir {tmp_path / 'ck'} --save_model false --eval_every 0 "
+              "--nelbo_grid 0 --num_layers 1 --model_dim 32 --num_heads 2 --mlp_dim 64 --tokens_per_micro_batch 1024 "
+              "--tokens_per_step 1024 --max_length 256\n")
+    (batch / "a_bad.args").write_text("--no_such_flag 1\n")
+    (batch / "b_tiny.args").write_text("# two steps of a tiny model\n--steps 2   # trailing comment\n"
+                                       "--objective 'mlm'\n\n" + common)
+    env = {**os.environ, "PYTHON": sys.executable}
+    r = subprocess.run(["bash", "run.sh", "experiments", str(batch)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = r.stdout[r.stdout.index("run.sh: experiments summary"):]
+    assert "(1 finished, 1 failed)" in summary
+    assert re.search(r"^a_bad\s+FAILED \(exit 2\)", summary, re.M)
+    assert re.search(r"^b_tiny\s+\d\.\d{5}\s+\d+\.\d\d", summary, re.M)
+    assert (tmp_path / "logs" / "b_tiny.txt").exists()  # its run_id is the file stem
+    for argv, rc, text in [(["experiments"], 2, "usage"), (["experiments", str(tmp_path / "nope")], 1, "not a folder")]:
+        r = subprocess.run(["bash", "run.sh", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == rc and text in r.stderr
