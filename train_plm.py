@@ -1129,9 +1129,10 @@ def generate(model, templates, steps=50, temperature=1.0, seed=0, order_noise=4.
 def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each canonical residue (the 20 amino
     acids; X, B, U, Z, O stay in the context but are not scored: no model can predict an unknown) is
-    masked on its own (one masked copy per position, copies packed into batches of one fixed size: the
-    larger of tokens_per_batch and the longest sequence + 2, rounded up to 128) and scored. sequences: list of residue arrays. Returns (mean cross-entropy per residue in nats over all
-    scored residues, its exp: the pseudo-perplexity, the number of residues not scored)."""
+    masked on its own and scored: one masked copy per position, copies packed into batches of one fixed
+    size (the larger of tokens_per_batch and the longest sequence + 2, rounded up to 128).
+    sequences: list of residue arrays. Returns (mean cross-entropy in nats over the scored residues, its
+    exp: the pseudo-perplexity, the number of residues not scored)."""
     device = next(model.parameters()).device
     autocast = inference_autocast(device)
     total, count, batch, targets = 0.0, 0, [], []
@@ -1752,9 +1753,10 @@ def train(argv):
             mask_gen.manual_seed((cfg.seed << 32) + g)
             if cfg.objective == "mlm":
                 masked = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)  # (inputs, labels)
-            elif step < cfg.mlm_steps and cfg.objective == "mlm_to_diffusion":  # MLM itself, the mean CE in
-                inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)  # weighted
-                chosen = labels != -100  # form: one compiled graph for both phases, no recompile at the switch
+            elif step < cfg.mlm_steps and cfg.objective == "mlm_to_diffusion":
+                # MLM itself; its mean CE written as weights, so both phases share one compiled graph
+                inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)
+                chosen = labels != -100
                 masked = (inputs, labels, chosen.float() / chosen.sum().clamp_min(1))
             else:
                 masked = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)

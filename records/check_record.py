@@ -410,8 +410,8 @@ def quality_rows(folder_runs, budget_s, price):
         score = f"{fmt(qm, '.4f')}{spread} (n={q['n']})" + ("" if q["passed"] else f"; {'; '.join(q['problems'])}")
         hw = ", ".join(sorted({r.hardware for r in runs}))
         cost = f"${q['gpu_hours'] * price:.2f} ({q['gpu_hours']:.4f} GPU-h)"
-        rows.append(f"| {rank.get(str(folder), '—')} | {score} | {q['time'][0]:.2f} s | {hw} | {readme_title(folder)} "
-                    f"| {name.split('_', 1)[0]} | {cost} | [{name}]({name}/README.md) |")
+        rows.append(f"| {rank.get(str(folder), '—')} | {score} | {q['time'][0]:.2f} s | {hw} "
+                    f"| {readme_title(folder)} | {name.split('_', 1)[0]} | {cost} | [{name}]({name}/README.md) |")
     return rows
 
 
