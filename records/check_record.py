@@ -482,6 +482,8 @@ def main(argv=None):
                     help="exit 2 when the folder fails its track's check (speed: >= 3 runs, p < 0.01; quality: "
                          ">= 3 runs with a quality_score, each within --budget_s)")
     args = ap.parse_args(argv)
+    if args.price_per_gpu_hour < 0 or args.budget_s <= 0:
+        ap.error("--price_per_gpu_hour must be >= 0 and --budget_s > 0")
 
     malformed = False
     done = []

@@ -201,6 +201,9 @@ def test_quality_track_check_and_table(tmp_path, capsys):
         assert cr.main([str(bad), "--track", "quality", "--require_pass", "--table", "quality"]) == 2
         out = capsys.readouterr().out
         assert problem in out and "quality track check" in out and "FAIL" in out
+    for bad_arg in (["--price_per_gpu_hour", "-3"], ["--budget_s", "0"]):
+        with pytest.raises(SystemExit):
+            cr.main([str(good), *bad_arg])
     # the same folder passes the quality track with a larger budget
     assert cr.main([str(tmp_path / "bad0"), "--track", "quality", "--require_pass", "--budget_s", "200"]) == 0
 
