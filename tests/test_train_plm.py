@@ -292,6 +292,27 @@ def loader_shards(tmp_path):
     return paths, [s for g in groups for s in g]
 
 
+def test_block_order_ends_sequences_on_block_boundaries_and_saves_attention_tiles():
+    assert tp.block_order([]) == []
+    # longest first (300); then 212 ends it on 512 = 4 x 128; none ends 640 exactly: the longest left (100);
+    # 28 ends it on 640
+    assert tp.block_order([100, 28, 300, 212, 5]) == [2, 3, 0, 1, 4]
+    rng = np.random.default_rng(0)
+    tiles = {"stream": 0, "block_order": 0}
+    for _ in range(3):  # micro-batches of 65,536 tokens (the GPU presets'), protein-like lengths (median ~200)
+        lengths = []
+        while sum(lengths) < 64000:
+            lengths.append(int(min(1024, max(8, rng.lognormal(5.3, 0.6)))))
+        for name, order in (("stream", range(len(lengths))), ("block_order", tp.block_order(lengths))):
+            assert sorted(order) == list(range(len(lengths)))
+            starts = torch.zeros(65536, dtype=torch.bool)
+            starts[np.cumsum([0] + [lengths[i] for i in order])] = True  # the last start: the padding
+            doc, _ = tp.document_ids(starts)
+            bm = tp.document_block_mask(doc, 0)
+            tiles[name] += int(bm.kv_num_blocks.sum() + bm.full_kv_num_blocks.sum())
+    assert tiles["block_order"] < 0.9 * tiles["stream"], tiles
+
+
 def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_shards):
     paths, flat = loader_shards
     # premise: passes 0 and 1 have an even number of micro-batches (an odd one: test_a_group_may_span_two_passes)
@@ -312,16 +333,18 @@ def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_sha
     n = len(flat)
     for r, res in enumerate((r0, r1)):
         assert [b["g"] for b in res["batches"]] == list(range(r, 2 * len(res["batches"]), 2))
-    # both ranks' micro-batches, in global order, hold each pass's permutation exactly once: no sequence on
-    # two ranks, none skipped; cropped to 256 tokens
+    # both ranks' micro-batches, in global order, hold each pass's permutation exactly once, in consecutive
+    # runs, each run packed in block_order: no sequence on two ranks, none skipped; cropped to 256 tokens
     merged = sorted(r0["batches"] + r1["batches"], key=lambda b: b["g"])
-    pieces = [p for b in merged for p in b["pieces"]]
-    assert len(pieces) == 2 * n
     ends = np.cumsum([len(b["pieces"]) for b in merged])
-    assert n in ends  # a pass ends at a micro-batch boundary
-    for epoch in (0, 1):
-        order = np.random.default_rng([LOADER_SEED, epoch]).permutation(n)
-        for i, piece in zip(order, pieces[epoch * n:(epoch + 1) * n]):
+    assert ends[-1] == 2 * n and n in ends  # a pass ends at a micro-batch boundary
+    stream = [i for epoch in (0, 1) for i in np.random.default_rng([LOADER_SEED, epoch]).permutation(n)]
+    at = 0
+    for b in merged:
+        run = stream[at:at + len(b["pieces"])]
+        at += len(run)
+        packed = [run[j] for j in tp.block_order([min(len(frame(flat[i])), 256) for i in run])]
+        for i, piece in zip(packed, b["pieces"]):
             full = frame(flat[i]).tolist()
             assert len(piece) == min(len(full), 256) and _is_window(piece, full)
     # every rank counts the real tokens of both ranks' micro-batches (its group's totals)
@@ -339,14 +362,15 @@ def test_two_ranks_split_the_data_disjointly_and_completely(tmp_path, loader_sha
         assert r0["val"][k] == pytest.approx(single[k], abs=1e-12)
 
 
-def test_packed_batches_hold_the_pass_sequences_in_order(loader_shards):
+def test_packed_batches_hold_the_pass_sequences_in_order_each_in_block_order(loader_shards):
     paths, flat = loader_shards
     T, max_len = 512, 128
     cfg = cfg_of("--tokens_per_micro_batch", T, "--max_length", max_len)
     loader = tp.PackedLoader(paths, cfg, 0, 1, CPU, LOADER_SEED)
     order = np.random.default_rng([LOADER_SEED, 0]).permutation(len(flat))
     batches = _first_pass(loader)
-    pieces = []
+    pieces, packed = [], []  # the sequences as packed; the index (into flat) of each
+    length = lambda i: min(len(frame(flat[i])), max_len)  # noqa: E731
     for k, (tokens, starts, g, real, sumsq, position) in enumerate(batches):
         assert tokens.shape == (T,) and tokens.dtype == np.uint8 and starts.shape == (T,) and starts.dtype == bool
         assert g == k and position[2] == k + 1  # one rank: the group is the micro-batch itself
@@ -357,15 +381,14 @@ def test_packed_batches_hold_the_pass_sequences_in_order(loader_shards):
         got = split_at_starts(tokens, starts, real)
         assert real == sum(len(p) for p in got)  # real token count == sum of the sequence lengths
         assert sumsq == sum(len(p) ** 2 for p in got)
+        run = order[len(pieces):len(pieces) + len(got)]  # the next run of the permutation, in block_order
+        packed += [run[j] for j in tp.block_order([length(i) for i in run])]
         pieces += got
+        if len(pieces) < len(order):  # no batch could have taken the next sequence (greedy packing)
+            assert real + length(order[len(pieces)]) > T
     assert len(pieces) == len(order)
-    # no batch could have taken the next sequence (greedy packing)
-    n_in = [len(split_at_starts(t, s, r)) for t, s, _, r, _, _ in batches]
-    first_of_next = np.cumsum(n_in)[:-1]
-    for (t, s, _, real, _, _), j in zip(batches[:-1], first_of_next):
-        assert real + len(pieces[j]) > T
     cropped_at = []
-    for i, piece in zip(order, pieces):
+    for i, piece in zip(packed, pieces):
         full = frame(flat[i])
         if len(full) <= max_len:
             np.testing.assert_array_equal(piece, full)
@@ -401,7 +424,8 @@ def test_packed_batches_hold_the_pass_sequences_in_order(loader_shards):
     assert not (order1 == order).all()
     t, s = first[n][0], first[n][1]
     nxt = split_at_starts(t, s, _real(t))
-    assert all(_is_window(p, frame(flat[i])) for p, i in zip(nxt, order1))
+    run = order1[:len(nxt)]
+    assert all(_is_window(p, frame(flat[run[j]])) for p, j in zip(nxt, tp.block_order([length(i) for i in run])))
 
 
 def test_two_ranks_take_alternate_micro_batches_of_the_one_stream(loader_shards):
