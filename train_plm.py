@@ -330,9 +330,9 @@ def block_order(lengths, block=FLEX_BLOCK):
     Document-masked FlexAttention computes every (block x block) tile in which two tokens share a sequence,
     so a sequence that straddles a block boundary costs tiles of its neighbours. Greedy, longest first: next
     comes the longest remaining sequence that ends exactly on a multiple of `block`, else the longest one. On
-    the reference shards (mean length 230) 73% of the computed tiles' entries are within one sequence, against
-    59% in stream order. Order within a micro-batch changes no loss: attention never crosses sequences and
-    positions restart in each. Deterministic (ties keep their order)."""
+    the reference shards 73% of the computed tiles' entries are within one sequence, against 59% in stream
+    order (records/2026-11-30_RopeTablesBlockOrder/tile_use.py). Order within a micro-batch changes no loss:
+    attention never crosses sequences and positions restart in each. Deterministic (ties keep their order)."""
     rest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     by_end = defaultdict(list)  # length % block -> indices, longest first
     for i in rest:
@@ -672,8 +672,8 @@ class ProteinLM(nn.Module):
                              persistent=False)
 
     @torch.compiler.disable  # eager, outside the compiled graph: inductor cannot lower a BlockMask made in it
-    # (torch 2.11-2.13), and it would recompute sin and cos inside every kernel that reads them (~120 ms of a
-    # 1.3 s reference step on an H200)
+    # (torch 2.11-2.13), and it would recompute sin and cos inside every kernel that reads them (~100 ms of a
+    # 1.3 s reference step on an H200: records/2026-11-30_RopeTablesBlockOrder)
     def attention_inputs(self, starts):
         """starts (T,) bool -> (mask, cos, sin): the attention mask (a BlockMask on CUDA; on CPU the list of
         sequence lengths, padding pieces included) and the RoPE tables cos, sin (T, 1, head_dim / 2) float32 of
