@@ -40,8 +40,8 @@ Options:
 
 Exit status: 0 when every log is well-formed; 1 when a log is malformed (source mismatch, no separator, no
 RESULT line, a RESULT line that is not json with val_loss and train_time_s) or a folder has no log or no
-train_plm.py; 2 with --require_pass when a folder's check for --track fails (fewer than 3 runs, p >= 0.01, or a
-rule above; for quality, a run without quality_score or over the budget).
+train_plm.py; 2 for a usage error (argparse); 3 with --require_pass when a folder's check for --track fails
+(fewer than 3 runs, p >= 0.01, or a rule above; for quality, a run without quality_score or over the budget).
 Without --require_pass the statistical outcome is only printed.
 
 Standard library only (no numpy / scipy): the t distribution's CDF is computed through the regularized
@@ -524,7 +524,7 @@ def main(argv=None):
         return 1
     if args.require_pass and not all((s["quality"] if args.track == "quality" else s)["passed"] for _, _, s in done):
         print(f"RESULT: the {args.track} track's check failed (--require_pass)")
-        return 2
+        return 3
     return 0
 
 

@@ -130,7 +130,7 @@ def test_statistical_check_and_speed_up(tmp_path, capsys):
     runs, _ = cr.read_folder(tmp_path)
     assert not math.isnan(cr.folder_stats(runs, 2.70)["p"]) and cr.folder_stats(runs, 2.70)["passed"]
     # the same losses above the target fail
-    assert cr.main([str(tmp_path), "--require_pass", "--target", "2.68"]) == 2
+    assert cr.main([str(tmp_path), "--require_pass", "--target", "2.68"]) == 3
 
 
 def _synthetic_folder(folder, runs):
@@ -157,7 +157,7 @@ def _synthetic_folder(folder, runs):
 def test_rule_breaking_runs_fail_the_check(tmp_path, capsys, runs, problem):
     """Losses well below the target, but an early stop, a repeated seed or mixed hardware fails the record."""
     folder = _synthetic_folder(tmp_path / "f", runs)
-    assert cr.main([str(folder), "--require_pass", "--table"]) == 2
+    assert cr.main([str(folder), "--require_pass", "--table"]) == 3
     out = capsys.readouterr().out
     assert problem in out and "FAIL" in out
     row = next(l for l in out.splitlines() if l.startswith("| —"))
@@ -198,12 +198,13 @@ def test_quality_track_check_and_table(tmp_path, capsys):
             ([(0, 0.6, 170.0), (1, None, 170.0), (2, 0.6, 170.0)], "no quality_score"),
             ([(0, 0.6, 170.0), (1, 0.6, 170.0)], "the rules need >= 3")]):
         bad = _quality_folder(tmp_path / f"bad{i}", runs)
-        assert cr.main([str(bad), "--track", "quality", "--require_pass", "--table", "quality"]) == 2
+        assert cr.main([str(bad), "--track", "quality", "--require_pass", "--table", "quality"]) == 3
         out = capsys.readouterr().out
         assert problem in out and "quality track check" in out and "FAIL" in out
     for bad_arg in (["--price_per_gpu_hour", "-3"], ["--budget_s", "0"]):
-        with pytest.raises(SystemExit):
+        with pytest.raises(SystemExit) as usage:  # a usage error: 2, not the failed check's 3
             cr.main([str(good), *bad_arg])
+        assert usage.value.code == 2
     # the same folder passes the quality track with a larger budget
     assert cr.main([str(tmp_path / "bad0"), "--track", "quality", "--require_pass", "--budget_s", "200"]) == 0
 
@@ -220,17 +221,17 @@ def test_tampered_or_copied_logs_and_other_splits_fail(tmp_path, capsys):
     assert "is not the log's last validation line" in out and "malformed log(s)" in out and "FAIL" in out
     folder = _synthetic_folder(tmp_path / "copied", good)
     (folder / "r3.txt").write_text((folder / "r0.txt").read_text().replace('"seed": 0', '"seed": 9'))
-    assert cr.main([str(folder), "--require_pass"]) == 2
+    assert cr.main([str(folder), "--require_pass"]) == 3
     assert "identical curves and times (copied logs?): r0.txt, r3.txt" in capsys.readouterr().out
     for edit, problem in [(lambda t: t.replace(cr.REFERENCE_VALID, "data/easy/easy_valid_*.bin"), "validation split"),
                           (lambda t: t.replace('"steps": 300', '"steps": 300, "lr_hidden": 0.9'), "settings differ")]:
         folder = _synthetic_folder(tmp_path / problem.replace(" ", "_"), good)
         (folder / "r2.txt").write_text(edit((folder / "r2.txt").read_text()))
-        assert cr.main([str(folder), "--require_pass"]) == 2
+        assert cr.main([str(folder), "--require_pass"]) == 3
         assert problem in capsys.readouterr().out
     folder = _synthetic_folder(tmp_path / "no_readme", good)
     (folder / "README.md").unlink()
-    assert cr.main([str(folder), "--require_pass"]) == 2
+    assert cr.main([str(folder), "--require_pass"]) == 3
     assert "no README.md" in capsys.readouterr().out
 
 
