@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import glob
 import gzip
+import hashlib
 import json
 import math
 import os
@@ -692,8 +693,14 @@ class ProteinLM(nn.Module):
         every block's output (the last is before the head's norm)."""
         mask, cos, sin = self.attention_inputs(starts)
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32  # GPU: bf16 residual stream
-        x = x0 = norm(F.embedding(tokens, self.embed.weight.to(dt)))
-        ves = [F.embedding(tokens, ve.weight.to(dt)) for ve in self.value_embeds]
+        # lookups as one-hot matrix products (exact): their backward is a matrix product too, deterministic,
+        # where F.embedding's atomic adds sum in a different order each run (records/2026-11-30_Deterministic)
+        onehot = (tokens[:, None] == torch.arange(V, device=tokens.device)).to(dt)  # (F.one_hot syncs to check)
+        x = x0 = norm(onehot @ self.embed.weight.to(dt))
+        ves = []
+        if self.value_embeds:  # all tables in one product
+            tables = torch.cat([ve.weight for ve in self.value_embeds], 1).to(dt)
+            ves = (onehot @ tables).chunk(len(self.value_embeds), 1)
         L, skips, out = len(self.blocks), [], [x]
         for i, block in enumerate(self.blocks):
             if i >= L - L // 2:
@@ -756,17 +763,37 @@ def newton_schulz(G, steps=5):
     return X.mT if tall else X
 
 
+def tree_sum(parts):
+    """Sum n equal-shape lists of tensors in a fixed pairwise order, in place: returns parts[0] = the sum.
+
+    Part k += part k + h with h = ceil(n / 2), for every k that has a partner, then the same over the first h
+    parts, until one is left. Float addition is commutative but not associative, so the order decides the
+    bits. With n = 2^b parts indexed i this adds over bit b-1 of i first and bit 0 last; W ranks that each
+    sum their parts i = r, r + W, ... this way and then sum the W results this way (ordered by r) add exactly
+    the same pairs as one rank over all n: the same bits for 1, 2, 4 or 8 GPUs (for any power of two W)."""
+    n = len(parts)
+    while n > 1:
+        h = (n + 1) // 2
+        for k in range(n - h):
+            torch._foreach_add_(parts[k], parts[k + h])
+        n = h
+    return parts[0]
+
+
 class Muon(torch.optim.Optimizer):
     """MomentUm Orthogonalized by Newton-Schulz (Jordan et al. 2024): Nesterov momentum, then the update of
     each (m, n) matrix is orthogonalised and scaled by sqrt(max(1, m/n)). A parameter of shape (k, m, n) is
     k separate matrices. Only for hidden 2-D weights.
 
-    Data parallel (world_size > 1; the layout of modded-nanogpt's distributed Muon): parameters of one shape
-    are taken in chunks of world_size; each chunk's gradients are reduce-scattered (averaged), so rank r
-    receives only the gradient of the chunk's r-th parameter, keeps that parameter's momentum (optimizer
-    state sharded across ranks), orthogonalises it, and the updates are all-gathered. Each rank so does
-    1/world_size of the Newton-Schulz work and communication is 2x the parameters, as for an all-reduce.
-    The matrices a rank owns of one shape are orthogonalised together in one batched bf16 call.
+    Data parallel (world_size > 1; the layout of modded-nanogpt's distributed Muon): each rank's p.grad is
+    its share of the gradient (the training step divides the loss by micro-batches x ranks), and the ranks'
+    shares are summed. Parameters of one shape are taken in chunks of world_size; rank r receives every
+    rank's gradient of the chunk's r-th parameter (one all-to-all, the bytes of a reduce-scatter) and sums
+    them in tree_sum's order, so the sum has the same bits for any power-of-two number of ranks; it keeps
+    that parameter's momentum (optimizer state sharded across ranks), orthogonalises it, and the updates are
+    all-gathered. Each rank so does 1/world_size of the Newton-Schulz work and communication is 2x the
+    parameters, as for an all-reduce. Newton-Schulz runs per parameter (batched over its k matrices only):
+    a batch that depended on the number of ranks could change the bits of a reduction.
     """
 
     def __init__(self, params, lr, momentum=0.95, rank=0, world_size=1):
@@ -788,17 +815,18 @@ class Muon(torch.optim.Optimizer):
     def step(self):
         W, r = self.world, self.rank
         chunks, work = self.chunks(), []
-        for group, shape, ps in chunks:  # launch every reduce-scatter first, then compute while they fly
+        for group, shape, ps in chunks:  # launch every all-to-all first, then compute while they fly
             if W == 1:
                 work.append((None, ps[0].grad))
                 continue
             flat = torch.cat([p.grad.flatten() for p in ps] + [ps[0].grad.new_zeros(ps[0].numel())] * (W - len(ps)))
-            mine = flat.new_empty(ps[0].numel())
-            work.append((dist.reduce_scatter_tensor(mine, flat, op=dist.ReduceOp.AVG, async_op=True), mine))
-        updates = defaultdict(list)  # (group, shape) -> this rank's updates, one per chunk (zeros: no param)
+            got = torch.empty_like(flat)  # row q: rank q's gradient of this rank's parameter of the chunk
+            work.append((dist.all_to_all_single(got, flat, async_op=True), got))
+        gathers = []
         for (group, shape, ps), (handle, grad) in zip(chunks, work):
             if handle is not None:
                 handle.wait()
+                grad = tree_sum([[row] for row in grad.view(W, -1).unbind(0)])[0]
             grad = grad.view(shape)
             if r < len(ps):
                 state = self.state[ps[r]]
@@ -807,20 +835,13 @@ class Muon(torch.optim.Optimizer):
                 buf = state["momentum_buffer"]
                 buf.lerp_(grad, 1 - group["momentum"])
                 grad = grad.lerp(buf, group["momentum"])  # Nesterov
-            updates[id(group), shape].append(grad)  # past the last parameter: the zeros of the padding
-        ortho = {}
-        for (gid, shape), us in updates.items():
-            m, n = shape[-2:]
-            X = newton_schulz(torch.stack(us).view(-1, m, n)).view(len(us), *shape)
-            ortho[gid, shape] = list(X.unbind(0))
-        gathers = []
-        for group, shape, ps in chunks:
-            x = ortho[id(group), shape].pop(0).to(ps[0].dtype)
+            m, n = shape[-2:]  # past the last parameter of a chunk: the zeros of the padding
+            x = newton_schulz(grad.reshape(-1, m, n)).to(ps[0].dtype)
             if W > 1:
                 full = x.new_empty(W * x.numel())
                 gathers.append((dist.all_gather_into_tensor(full, x.flatten(), async_op=True), group, shape, ps, full))
             else:
-                gathers.append((None, group, shape, ps, x[None]))
+                gathers.append((None, group, shape, ps, x))
         for handle, group, shape, ps, full in gathers:
             if handle is not None:
                 handle.wait()
@@ -1755,10 +1776,17 @@ def train(argv):
                          f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} x {world_size} process(es)")
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
+    # a seed trains the same bits on any power-of-two number of GPUs (records/2026-11-30_Deterministic: 1 and
+    # 2 H200s; tests: 1, 2 and 4 CPU ranks): one-hot embedding lookups, tree_sum's order, Newton-Schulz per
+    # parameter, and inductor choosing kernel variants by heuristics, not by timing them (a timed choice can
+    # differ between runs and ranks, and with it a reduction's order; a guard: there it cost nothing
+    # measurable, and a run without it trained the same bits)
+    torch._inductor.config.deterministic = True
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
     model = ProteinLM(cfg).to(device)
-    n_params = sum(p.numel() for p in model.parameters())
+    params = list(model.parameters())
+    n_params = sum(p.numel() for p in params)
     log(f"parameters {n_params:,}")
     if cfg.max_params and n_params >= cfg.max_params:
         raise SystemExit(f"{n_params:,} parameters: the speed track allows fewer than {cfg.max_params:,} "
@@ -1787,7 +1815,10 @@ def train(argv):
         frac = min(step / cfg.muon_momentum_warmup_steps, 1) if cfg.muon_momentum_warmup_steps else 1
         opts[1].param_groups[0]["momentum"] = 0.85 + frac * (cfg.muon_momentum - 0.85)
         loss_sum, real, sumsq = torch.zeros((), device=device), 0, 0
-        for _ in range(micro_per_step):
+        # each micro-batch's gradient on its own, summed in tree_sum's order: the first half's are kept, the
+        # second half's added to them, then tree_sum; the bits do not depend on the number of GPUs
+        parts, half = [], (micro_per_step + 1) // 2
+        for j in range(micro_per_step):
             tokens, starts, g = loader.next()
             real, sumsq = real + loader.last[0], sumsq + loader.last[1]
             mask_gen.manual_seed((cfg.seed << 32) + g)
@@ -1802,16 +1833,26 @@ def train(argv):
                 masked = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)
             with autocast:
                 loss = train_model(masked[0], starts, *masked[1:])
-            (loss / micro_per_step).backward()
+            (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
             loss_sum += loss.detach()
+            grads = [p.grad for p in params]
+            model.zero_grad(set_to_none=True)
+            if j < half:
+                parts.append(grads)
+            else:
+                torch._foreach_add_(parts[j - half], grads)
+        for p, g in zip(params, tree_sum(parts)):
+            p.grad = g
         adam, muon = opts
-        if world_size > 1:  # Adam's small gradients: one flat all-reduce, in flight while Muon works
-            grads = [p.grad for g in adam.param_groups for p in g["params"] if p.grad is not None]
+        if world_size > 1:  # Adam's small gradients: every rank's, gathered in flight while Muon works
+            grads = [p.grad for g in adam.param_groups for p in g["params"]]
             flat = torch.cat([g.flatten() for g in grads])
-            work = dist.all_reduce(flat, op=dist.ReduceOp.AVG, async_op=True)
-        muon.step()  # reduce-scatters its gradients, orthogonalises this rank's matrices, all-gathers
+            every = flat.new_empty(world_size * flat.numel())
+            work = dist.all_gather_into_tensor(every, flat, async_op=True)
+        muon.step()  # sums its gradients across ranks, orthogonalises this rank's matrices, all-gathers
         if world_size > 1:
             work.wait()
+            flat = tree_sum([[row] for row in every.view(world_size, -1).unbind(0)])[0]
             torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)])
         adam.step()
         model.zero_grad(set_to_none=True)
@@ -2013,6 +2054,9 @@ def train(argv):
     mean_sq = sumsq_seen / max(tokens_seen, 1)
     fpt = flops_per_token(model, mean_sq)
     tps = tokens_total / max(train_time, 1e-9)
+    digest = hashlib.sha256()  # of the final weights: runs that trained the same bits print the same digest
+    for t in model.state_dict().values():
+        digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
     result = dict(preset=cfg.preset, objective=cfg.objective, seed=cfg.seed, world_size=world_size,
                   val_loss=round(val["loss"], 5), val_nelbo=round(val["nelbo"], 5) if "nelbo" in val else None,
                   val_perplexity=round(val["perplexity"], 4), val_accuracy=round(val["accuracy"], 5),
@@ -2027,7 +2071,7 @@ def train(argv):
                   flops_per_token=round(fpt), mfu=peak and round(fpt * tps / (peak * world_size), 4),
                   warmup_s=round(warmup_s, 1), first_step_s=round(first_step_s, 1), params=n_params,
                   device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                  run_id=cfg.run_id)
+                  weights_sha256=digest.hexdigest()[:16], run_id=cfg.run_id)
     if rank == 0 and cfg.save_model:
         folder = export_model(model, cfg, os.path.join(cfg.out_dir, cfg.run_id))
         log(f"exported {folder}/model.safetensors and config.json (train_plm.load_model loads them)")

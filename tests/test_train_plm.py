@@ -751,6 +751,22 @@ def test_newton_schulz_batch_well_conditioned():
         assert torch.dist(Ug.T @ X[j].double() @ Vg.T, torch.diag(torch.diagonal(Ug.T @ X[j].double() @ Vg.T))) < 1e-2
 
 
+def test_tree_sum_bits_do_not_depend_on_the_split():
+    """8 gradients summed by 1, 2, 4 or 8 ranks (rank r holds i = r, r + W, ...; each sums its own, then the W
+    results are summed): tree_sum gives the same bits every time; summing in arrival order does not."""
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.randn(4096, generator=g) * 10 ** torch.randint(-3, 4, (4096,), generator=g) for _ in range(8)]
+    sums = []
+    for W in (1, 2, 4, 8):
+        per_rank = [tp.tree_sum([[parts[i].clone()] for i in range(r, 8, W)])[0] for r in range(W)]
+        sums.append(tp.tree_sum([[x] for x in per_rank])[0])
+    assert all(torch.equal(sums[0], s) for s in sums[1:])
+    arrival = parts[0].clone()
+    for x in parts[1:]:
+        arrival += x
+    assert torch.allclose(arrival, sums[0], atol=1e-2) and not torch.equal(arrival, sums[0])  # only the last bits
+
+
 def test_make_optimizers_groups():
     model = perturbed_model()
     cfg = model.cfg
