@@ -7,8 +7,10 @@ diffusion) in one file, and generate from / score with a trained one.
     python train_plm.py generate checkpoints/RUN --num 10 --length 120 > gen.fasta   # iterative unmasking
     python train_plm.py score checkpoints/RUN gen.fasta   # pseudo-perplexity and composition
     python train_plm.py --preset reference                # the reference trainer's model and batch (throughput)
-    torchrun --standalone --nproc_per_node=8 train_plm.py
-    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train_plm.py
+    torchrun --standalone --nproc_per_node=4 train_plm.py  # speedrun on 4 GPUs (its 4 micro-batches a step)
+    torchrun --standalone --nproc_per_node=8 train_plm.py --preset reference   # 8 GPUs: 8 micro-batches
+    torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train_plm.py \
+        --preset reference --tokens_per_step 1048576   # 16 GPUs need 16 micro-batches: a 2x batch
 
 Design contract: one self-contained file (standard library, torch, numpy), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
@@ -763,14 +765,19 @@ def newton_schulz(G, steps=5):
     return X.mT if tall else X
 
 
+# torch 2.13 renamed all_gather_into_tensor to all_gather_single (the old name warns); older torch: the old name
+all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 def tree_sum(parts):
     """Sum n equal-shape lists of tensors in a fixed pairwise order, in place: returns parts[0] = the sum.
 
     Part k += part k + h with h = ceil(n / 2), for every k that has a partner, then the same over the first h
     parts, until one is left. Float addition is commutative but not associative, so the order decides the
-    bits. With n = 2^b parts indexed i this adds over bit b-1 of i first and bit 0 last; W ranks that each
-    sum their parts i = r, r + W, ... this way and then sum the W results this way (ordered by r) add exactly
-    the same pairs as one rank over all n: the same bits for 1, 2, 4 or 8 GPUs (for any power of two W)."""
+    bits. W ranks with A parts each, rank r holding parts i = r, r + W, ..., that sum their own this way and
+    then the W results this way (ordered by r), add exactly the pairs one rank adds over all W x A parts when
+    A is a power of two (then every halving of a rank's parts is a halving of all of them): the same bits for
+    any W, e.g. 1, 2, 4 or 8 GPUs on 8 micro-batches a step."""
     n = len(parts)
     while n > 1:
         h = (n + 1) // 2
@@ -789,11 +796,12 @@ class Muon(torch.optim.Optimizer):
     its share of the gradient (the training step divides the loss by micro-batches x ranks), and the ranks'
     shares are summed. Parameters of one shape are taken in chunks of world_size; rank r receives every
     rank's gradient of the chunk's r-th parameter (one all-to-all, the bytes of a reduce-scatter) and sums
-    them in tree_sum's order, so the sum has the same bits for any power-of-two number of ranks; it keeps
-    that parameter's momentum (optimizer state sharded across ranks), orthogonalises it, and the updates are
-    all-gathered. Each rank so does 1/world_size of the Newton-Schulz work and communication is 2x the
-    parameters, as for an all-reduce. Newton-Schulz runs per parameter (batched over its k matrices only):
-    a batch that depended on the number of ranks could change the bits of a reduction.
+    them in tree_sum's order (the training step's sums then have the same bits for any number of ranks that
+    leaves each a power-of-two number of micro-batches); it keeps that parameter's momentum (optimizer state
+    sharded across ranks), orthogonalises it, and the updates are all-gathered. Each rank so does
+    1/world_size of the Newton-Schulz work and communication is 2x the parameters, as for an all-reduce.
+    Newton-Schulz runs per parameter (batched over its k matrices only): a batch that depended on the number
+    of ranks could change the bits of a reduction.
     """
 
     def __init__(self, params, lr, momentum=0.95, rank=0, world_size=1):
@@ -839,7 +847,7 @@ class Muon(torch.optim.Optimizer):
             x = newton_schulz(grad.reshape(-1, m, n)).to(ps[0].dtype)
             if W > 1:
                 full = x.new_empty(W * x.numel())
-                gathers.append((dist.all_gather_into_tensor(full, x.flatten(), async_op=True), group, shape, ps, full))
+                gathers.append((all_gather(full, x.flatten(), async_op=True), group, shape, ps, full))
             else:
                 gathers.append((None, group, shape, ps, x))
         for handle, group, shape, ps, full in gathers:
@@ -860,7 +868,7 @@ class Muon(torch.optim.Optimizer):
             own = self.state[ps[self.rank]].get("momentum_buffer") if self.rank < len(ps) else None
             own = torch.zeros(shape, device=ps[0].device) if own is None else own
             full = own.new_empty(self.world * own.numel())
-            dist.all_gather_into_tensor(full, own.flatten().contiguous())
+            all_gather(full, own.flatten().contiguous())
             for i, p in enumerate(ps):
                 if i != self.rank:
                     self.state[p]["momentum_buffer"] = full.view(self.world, *shape)[i].clone()
@@ -1771,16 +1779,22 @@ def train(argv):
     if cfg.objective == "mlm_to_diffusion" and cfg.mlm_steps >= cfg.steps:
         log(f"note: mlm_to_diffusion with mlm_steps {cfg.mlm_steps} >= steps {cfg.steps}: this run trains MLM only")
     micro_per_step = cfg.tokens_per_step // (cfg.tokens_per_micro_batch * world_size)
-    if micro_per_step < 1 or micro_per_step * cfg.tokens_per_micro_batch * world_size != cfg.tokens_per_step:
-        raise SystemExit(f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a multiple of "
-                         f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} x {world_size} process(es)")
+    per_round = cfg.tokens_per_micro_batch * world_size  # one micro-batch on every process
+    if micro_per_step < 1 or micro_per_step * per_round != cfg.tokens_per_step:
+        fit = max(1, round(cfg.tokens_per_step / per_round)) * per_round
+        msg = (f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a multiple of "
+               f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} x {world_size} process(es) = {per_round} "
+               f"(whole micro-batches on every process): use --tokens_per_step {fit}, a smaller "
+               "--tokens_per_micro_batch or fewer processes (each trains differently)")
+        log(msg, console=False)
+        raise SystemExit(msg if rank == 0 else 2)  # printed once, not by every rank
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
-    # a seed trains the same bits on any power-of-two number of GPUs (records/2026-11-30_Deterministic: 1 and
-    # 2 H200s; tests: 1, 2 and 4 CPU ranks): one-hot embedding lookups, tree_sum's order, Newton-Schulz per
-    # parameter, and inductor choosing kernel variants by heuristics, not by timing them (a timed choice can
-    # differ between runs and ranks, and with it a reduction's order; a guard: there it cost nothing
-    # measurable, and a run without it trained the same bits)
+    # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
+    # (records/2026-11-30_Deterministic: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks): one-hot embedding
+    # lookups, tree_sum's order, Newton-Schulz per parameter, and inductor choosing kernel variants by
+    # heuristics, not by timing them (a timed choice can differ between runs and ranks, and with it a
+    # reduction's order; a guard: there it cost nothing measurable, and a run without it trained the same bits)
     torch._inductor.config.deterministic = True
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
@@ -1816,7 +1830,8 @@ def train(argv):
         opts[1].param_groups[0]["momentum"] = 0.85 + frac * (cfg.muon_momentum - 0.85)
         loss_sum, real, sumsq = torch.zeros((), device=device), 0, 0
         # each micro-batch's gradient on its own, summed in tree_sum's order: the first half's are kept, the
-        # second half's added to them, then tree_sum; the bits do not depend on the number of GPUs
+        # second half's added to them, then tree_sum; with a power-of-two micro_per_step, the bits do not
+        # depend on the number of GPUs
         parts, half = [], (micro_per_step + 1) // 2
         for j in range(micro_per_step):
             tokens, starts, g = loader.next()
@@ -1848,7 +1863,7 @@ def train(argv):
             grads = [p.grad for g in adam.param_groups for p in g["params"]]
             flat = torch.cat([g.flatten() for g in grads])
             every = flat.new_empty(world_size * flat.numel())
-            work = dist.all_gather_into_tensor(every, flat, async_op=True)
+            work = all_gather(every, flat, async_op=True)
         muon.step()  # sums its gradients across ranks, orthogonalises this rank's matrices, all-gathers
         if world_size > 1:
             work.wait()

@@ -839,6 +839,16 @@ def test_flag_checks_before_training(tmp_path):
     assert tp.parse_config(["--probe", "true"], has_gpu=False).probe  # the committed probe sets are there
 
 
+def test_a_step_of_partial_micro_batches_is_refused_with_a_value_that_fits(tmp_path):
+    """tokens_per_step must hold whole micro-batches on every process; the error proposes the nearest that does
+    and is also written to the run's log."""
+    with pytest.raises(SystemExit) as e:
+        tp.train(["--tokens_per_step", "20000", "--log_dir", str(tmp_path), "--run_id", "partial"])
+    assert "tokens_per_step 20000 is not a multiple of tokens_per_micro_batch 8192" in str(e.value)
+    assert "use --tokens_per_step 16384" in str(e.value)
+    assert "use --tokens_per_step 16384" in (tmp_path / "partial.txt").read_text()
+
+
 # ==========================================================================================================
 # 7. Evaluation
 
