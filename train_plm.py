@@ -1850,7 +1850,8 @@ def train(argv):
                 loss = train_model(masked[0], starts, *masked[1:])
             (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
             loss_sum += loss.detach()
-            grads = [p.grad for p in params]
+            # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
+            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
             model.zero_grad(set_to_none=True)
             if j < half:
                 parts.append(grads)

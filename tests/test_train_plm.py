@@ -1214,6 +1214,15 @@ def _target_run(d, tmp_path, run_id, *extra):
     return result, text[len(tp.SOURCE):].splitlines()
 
 
+def test_a_one_block_model_trains(learnable_shards, tmp_path, monkeypatch):
+    """One block: its U-net skip weights are an empty parameter that gets no gradient (the step's gradient
+    sum must not trip over it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result, _ = _target_run(learnable_shards[0], tmp_path, "one_block", "--num_layers", 1, "--steps", 3,
+                            "--tokens_per_step", 2048)  # 2 micro-batches: their gradients are summed
+    assert result["steps"] == 3 and math.isfinite(result["val_loss"])
+
+
 def _by_step(lines, pattern):
     """{step: value} of the log lines matching pattern; each step at most once."""
     out = {}
