@@ -787,21 +787,26 @@ def tree_sum(parts):
     return parts[0]
 
 
+MUON_SETS = 8  # each shape's matrices are orthogonalised in 8 batches, so up to 8 GPUs share the work evenly
+
+
 class Muon(torch.optim.Optimizer):
     """MomentUm Orthogonalized by Newton-Schulz (Jordan et al. 2024): Nesterov momentum, then the update of
     each (m, n) matrix is orthogonalised and scaled by sqrt(max(1, m/n)). A parameter of shape (k, m, n) is
     k separate matrices. Only for hidden 2-D weights.
 
+    The parameters of one shape are split into sets of ceil(count / MUON_SETS) consecutive ones; a set is
+    one batched Newton-Schulz call. The sets do not depend on the number of GPUs: a batch that did could
+    change the bits of a reduction inside it.
+
     Data parallel (world_size > 1; the layout of modded-nanogpt's distributed Muon): each rank's p.grad is
     its share of the gradient (the training step divides the loss by micro-batches x ranks), and the ranks'
-    shares are summed. Parameters of one shape are taken in chunks of world_size; rank r receives every
-    rank's gradient of the chunk's r-th parameter (one all-to-all, the bytes of a reduce-scatter) and sums
-    them in tree_sum's order (the training step's sums then have the same bits for any number of ranks that
-    leaves each a power-of-two number of micro-batches); it keeps that parameter's momentum (optimizer state
-    sharded across ranks), orthogonalises it, and the updates are all-gathered. Each rank so does
-    1/world_size of the Newton-Schulz work and communication is 2x the parameters, as for an all-reduce.
-    Newton-Schulz runs per parameter (batched over its k matrices only): a batch that depended on the number
-    of ranks could change the bits of a reduction.
+    shares are summed. The sets of a shape are taken in chunks of world_size; rank r receives every rank's
+    gradients of the chunk's r-th set (one all-to-all, the bytes of a reduce-scatter) and sums them in
+    tree_sum's order (the training step's sums then have the same bits for any number of ranks that leaves
+    each a power-of-two number of micro-batches); it keeps that set's momentum (optimizer state sharded across
+    ranks), orthogonalises it, and the updates are all-gathered. Each rank so does 1/world_size of the
+    Newton-Schulz work and communication is 2x the parameters, as for an all-reduce.
     """
 
     def __init__(self, params, lr, momentum=0.95, rank=0, world_size=1):
@@ -809,53 +814,64 @@ class Muon(torch.optim.Optimizer):
         self.rank, self.world = rank, world_size
 
     def chunks(self):
-        """[(group, shape, [params of one shape, at most world_size])], the same order on every rank."""
+        """[(group, shape, size, [sets of at most `size` params of one shape, at most world_size sets])], the
+        same order on every rank; a chunk's r-th set belongs to rank r."""
         out = []
         for group in self.param_groups:
             by_shape = defaultdict(list)
             for p in group["params"]:
                 by_shape[tuple(p.shape)].append(p)
             for shape, ps in by_shape.items():
-                out += [(group, shape, ps[i:i + self.world]) for i in range(0, len(ps), self.world)]
+                size = -(-len(ps) // MUON_SETS)
+                sets = [ps[i:i + size] for i in range(0, len(ps), size)]
+                out += [(group, shape, size, sets[i:i + self.world]) for i in range(0, len(sets), self.world)]
         return out
 
     @torch.no_grad()
     def step(self):
         W, r = self.world, self.rank
         chunks, work = self.chunks(), []
-        for group, shape, ps in chunks:  # launch every all-to-all first, then compute while they fly
+        for group, shape, size, sets in chunks:  # launch every all-to-all first, then compute while they fly
             if W == 1:
-                work.append((None, ps[0].grad))
+                work.append((None, torch.stack([p.grad for p in sets[0]])))
                 continue
-            flat = torch.cat([p.grad.flatten() for p in ps] + [ps[0].grad.new_zeros(ps[0].numel())] * (W - len(ps)))
-            got = torch.empty_like(flat)  # row q: rank q's gradient of this rank's parameter of the chunk
+            zero = sets[0][0].grad.new_zeros(math.prod(shape))
+            flat = torch.cat([g for ps in sets for g in [p.grad.flatten() for p in ps] + [zero] * (size - len(ps))]
+                             + [zero] * (size * (W - len(sets))))  # (W sets x size params), zero-padded
+            got = torch.empty_like(flat)  # row q: rank q's gradients of this rank's set of the chunk
             work.append((dist.all_to_all_single(got, flat, async_op=True), got))
         gathers = []
-        for (group, shape, ps), (handle, grad) in zip(chunks, work):
+        for (group, shape, size, sets), (handle, grads) in zip(chunks, work):
+            mine = sets[r] if r < len(sets) else []
             if handle is not None:
                 handle.wait()
-                grad = tree_sum([[row] for row in grad.view(W, -1).unbind(0)])[0]
-            grad = grad.view(shape)
-            if r < len(ps):
-                state = self.state[ps[r]]
+                grads = tree_sum([[row] for row in grads.view(W, -1).unbind(0)])[0].view(size, *shape)
+            updates = []
+            for p, grad in zip(mine, grads):
+                state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(grad)
                 buf = state["momentum_buffer"]
                 buf.lerp_(grad, 1 - group["momentum"])
-                grad = grad.lerp(buf, group["momentum"])  # Nesterov
-            m, n = shape[-2:]  # past the last parameter of a chunk: the zeros of the padding
-            x = newton_schulz(grad.reshape(-1, m, n)).to(ps[0].dtype)
+                updates.append(grad.lerp(buf, group["momentum"]))  # Nesterov
+            (m, n), numel = shape[-2:], math.prod(shape)
+            x = grads.new_zeros(0, numel)  # a rank past the chunk's last set has nothing to orthogonalise
+            if mine:
+                x = newton_schulz(torch.stack(updates).view(-1, m, n)).to(grads.dtype).reshape(len(mine), numel)
             if W > 1:
+                x = torch.cat([x, x.new_zeros(size - len(mine), numel)])  # every rank sends `size` updates
                 full = x.new_empty(W * x.numel())
-                gathers.append((all_gather(full, x.flatten(), async_op=True), group, shape, ps, full))
+                gathers.append((all_gather(full, x.flatten(), async_op=True), group, shape, size, sets, full))
             else:
-                gathers.append((None, group, shape, ps, x))
-        for handle, group, shape, ps, full in gathers:
+                gathers.append((None, group, shape, size, sets, x))
+        for handle, group, shape, size, sets, full in gathers:
             if handle is not None:
                 handle.wait()
             m, n = shape[-2:]
-            new = full.view(W, *shape)[:len(ps)].unbind(0)
-            torch._foreach_add_(ps, list(new), alpha=-group["lr"] * max(1, m / n) ** 0.5)
+            new = full.view(-1, *shape)  # row q x size + i: the update of parameter i of set q
+            params = [p for ps in sets for p in ps]
+            upd = [new[q * size + i] for q, ps in enumerate(sets) for i in range(len(ps))]
+            torch._foreach_add_(params, upd, alpha=-group["lr"] * max(1, m / n) ** 0.5)
 
     @torch.no_grad()
     def gathered_state_dict(self):
@@ -864,15 +880,19 @@ class Muon(torch.optim.Optimizer):
         if self.world == 1:
             return self.state_dict()
         filled = []
-        for group, shape, ps in self.chunks():
-            own = self.state[ps[self.rank]].get("momentum_buffer") if self.rank < len(ps) else None
-            own = torch.zeros(shape, device=ps[0].device) if own is None else own
+        for group, shape, size, sets in self.chunks():
+            mine = sets[self.rank] if self.rank < len(sets) else []
+            dev = sets[0][0].device
+            own = [self.state[p].get("momentum_buffer") for p in mine]
+            own = torch.stack([torch.zeros(shape, device=dev) if b is None else b for b in own]
+                              + [torch.zeros(shape, device=dev)] * (size - len(mine)))
             full = own.new_empty(self.world * own.numel())
-            all_gather(full, own.flatten().contiguous())
-            for i, p in enumerate(ps):
-                if i != self.rank:
-                    self.state[p]["momentum_buffer"] = full.view(self.world, *shape)[i].clone()
-                    filled.append(p)
+            all_gather(full, own.flatten())
+            for q, ps in enumerate(sets):
+                for i, p in enumerate(ps):
+                    if q != self.rank:
+                        self.state[p]["momentum_buffer"] = full.view(self.world, size, *shape)[q, i].clone()
+                        filled.append(p)
         sd = self.state_dict()
         for p in filled:  # other ranks' buffers stay out of this rank's working state
             del self.state[p]
@@ -1792,9 +1812,10 @@ def train(argv):
 
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
     # (records/2026-11-30_Deterministic: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks): one-hot embedding
-    # lookups, tree_sum's order, Newton-Schulz per parameter, and inductor choosing kernel variants by
-    # heuristics, not by timing them (a timed choice can differ between runs and ranks, and with it a
-    # reduction's order; a guard: there it cost nothing measurable, and a run without it trained the same bits)
+    # lookups, tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and
+    # inductor choosing kernel variants by heuristics, not by timing them (a timed choice can differ between
+    # runs and ranks, and with it a reduction's order; a guard: there it cost nothing measurable, and a run
+    # without it trained the same bits)
     torch._inductor.config.deterministic = True
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)

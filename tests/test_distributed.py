@@ -258,8 +258,9 @@ def test_one_two_and_four_ranks_train_the_same_bits(shards, tmp_path):
     """The same global batch of 4 micro-batches as 1 rank x 4, 2 ranks x 2 and 4 ranks x 1: the gradient
     sums run in tree_sum's order, which does not depend on the split, so the weights are bitwise equal (a
     sum in arrival order, or an all-reduce's ring order, gives different last bits; over steps they grow)."""
-    runs = {w: _args(shards, tmp_path, f"w{w}", f"ck{w}", "t_train", "--steps", 3, "--tokens_per_step", 2048)
-            for w in (1, 2, 4)}
+    # 10 blocks: Muon's sets hold 2 parameters each, and the last chunk of a shape is short of ranks
+    runs = {w: _args(shards, tmp_path, f"w{w}", f"ck{w}", "t_train", "--steps", 3, "--tokens_per_step", 2048,
+                     "--num_layers", 10) for w in (1, 2, 4)}
     for w in (2, 4):
         (tmp_path / f"w{w}").mkdir()
         _spawn(_train_worker, [(_free_ports(1)[0], runs[w])], str(tmp_path / f"w{w}"), nprocs=w, timeout=180)
@@ -351,6 +352,61 @@ def test_sharded_muon_equals_one_rank_and_gathers_every_momentum_buffer(tmp_path
     for r, got in enumerate(ranks):
         for i, (x, p) in enumerate(zip(got["resumed"], params)):
             assert torch.equal(x, p.detach()), f"rank {r}, parameter {i}"
+
+
+SET_SHAPES = [(8, 16)] * 20 + [(16, 8)] * 3  # 20 matrices: Muon sets of 3 (the last of 2); 3: sets of 1
+
+
+def _muon_sets_worker(rank, world_size, store_file, out_dir):
+    """One rank (spawned): 2 steps of a world_size-rank Muon on this rank's gradients; saves the parameters and
+    the gathered state dict."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store_file}", rank=rank, world_size=world_size)
+    try:
+        params = _set_params()
+        muon = tp.Muon(params, lr=0.02, momentum=0.9, rank=rank, world_size=world_size)
+        for step in range(2):
+            g = torch.Generator().manual_seed(100 * step + rank)
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            muon.step()
+        state = muon.gathered_state_dict()
+        torch.save(dict(params=[p.detach() for p in params], state=state), Path(out_dir, f"sets{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_muon_sets_give_the_one_rank_bits_on_2_and_4_ranks(world_size, tmp_path):
+    """Muon's Newton-Schulz sets (3 matrices here) and its tree_sum across ranks: world_size ranks give bitwise
+    the parameters and momentum buffers of 1 rank whose gradient is the tree_sum of theirs."""
+    sets = [len(ps) for _, shape, _, chunk in tp.Muon(_set_params(), lr=0.02).chunks() if shape == (8, 16)
+            for ps in chunk]
+    assert sets == [3, 3, 3, 3, 3, 3, 2]  # ceil(20 / MUON_SETS) a set, whatever the number of ranks
+    _spawn(_muon_sets_worker, str(tmp_path / "store"), str(tmp_path), nprocs=world_size)
+    params = _set_params()
+    muon = tp.Muon(params, lr=0.02, momentum=0.9)
+    for step in range(2):
+        per_rank = []
+        for rank in range(world_size):
+            g = torch.Generator().manual_seed(100 * step + rank)
+            per_rank.append([torch.randn(p.shape, generator=g) for p in params])
+        for p, grad in zip(params, tp.tree_sum(per_rank)):
+            p.grad = grad
+        muon.step()
+    want = muon.state_dict()["state"]
+    for r in range(world_size):
+        got = torch.load(tmp_path / f"sets{r}.pt", weights_only=True)
+        for i, (x, p) in enumerate(zip(got["params"], params)):
+            assert torch.equal(x, p.detach()), f"rank {r}, parameter {i}"
+        assert sorted(got["state"]["state"]) == list(range(len(SET_SHAPES)))
+        for i, st in want.items():
+            assert torch.equal(got["state"]["state"][i]["momentum_buffer"], st["momentum_buffer"]), (r, i)
+
+
+def _set_params():
+    g = torch.Generator().manual_seed(0)
+    return [torch.nn.Parameter(torch.randn(s, generator=g)) for s in SET_SHAPES]
 
 
 # ----------------------------------------------------------------------------------------------------------
