@@ -396,7 +396,15 @@ def read_wandb_records(path):
 def wandb_run_contents(run_dir):
     """(config, final summary, history rows by step, saved file names, run record) of an offline run."""
     config, summary, history, files, run = {}, {}, {}, [], None
-    for r in read_wandb_records(next(Path(run_dir).glob("run-*.wandb"))):
+    path = next(Path(run_dir).glob("run-*.wandb"))
+    for _ in range(60):  # wandb's core process writes the file: wait (up to 30 s) for its exit record
+        try:
+            if any(r.WhichOneof("record_type") == "exit" for r in read_wandb_records(path)):
+                break
+        except (AssertionError, struct.error):  # a chunk half written
+            pass
+        time.sleep(0.5)
+    for r in read_wandb_records(path):
         kind = r.WhichOneof("record_type")
         if kind == "run":
             run = r.run

@@ -1,0 +1,3 @@
+# GPU call 17 (nvidia-h200, one GPU): profile 3 steady-state steps of the real training step (exp/profile_step.py =
+# profile_step.py here). Output: profile.out; the run's log: c17_profile_1gpu.txt.
+export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/ind; mkdir -p data /tmp/L && tar xzf .carry/ref.tar.gz -C data && timeout 280 python3 exp/profile_step.py --preset reference --steps 18 --eval_every 0 --seed 0 --save_model false --log_dir /tmp/L --run_id prof > $OUT/profile.out 2>&1; echo rc $?; grep -a "^PROFILE\|^KERNEL\|^warm-up\|^RESULT" $OUT/profile.out | cut -c1-220 | head -70; cp /tmp/L/prof.txt $OUT/ 2>/dev/null
