@@ -310,8 +310,10 @@ def index_sequences(paths, chunk=1 << 24):
 def resolve_files(pattern, what):
     paths = sorted(glob.glob(pattern))
     if not paths:
+        name = os.path.basename(pattern)
         how = ("python ../shared/bench/make_reference_shards.py ../shared/data/proteins data/reference reference "
-               "40000000" if os.path.basename(pattern).startswith("reference_") else "python data/prepare.py --help")
+               "40000000" if name.startswith("reference_") else "python data/prepare.py --sample"
+               if name.startswith("sample_") else "python data/prepare.py --help")
         raise FileNotFoundError(f"no {what} shards match {pattern!r} (build them with: {how})")
     return paths
 
@@ -787,7 +789,7 @@ def tree_sum(parts):
     return parts[0]
 
 
-MUON_SETS = 8  # each shape's matrices are orthogonalised in 8 batches, so up to 8 GPUs share the work evenly
+MUON_SETS = 8  # each shape's matrices are orthogonalised in (up to) 8 batches: 1, 2, 4 or 8 GPUs share them
 
 
 class Muon(torch.optim.Optimizer):
@@ -795,9 +797,10 @@ class Muon(torch.optim.Optimizer):
     each (m, n) matrix is orthogonalised and scaled by sqrt(max(1, m/n)). A parameter of shape (k, m, n) is
     k separate matrices. Only for hidden 2-D weights.
 
-    The parameters of one shape are split into sets of ceil(count / MUON_SETS) consecutive ones; a set is
-    one batched Newton-Schulz call. The sets do not depend on the number of GPUs: a batch that did could
-    change the bits of a reduction inside it.
+    The parameters of one shape are split into min(MUON_SETS, count) sets of consecutive ones whose sizes
+    differ by at most 1, the larger first (24 -> 8 sets of 3; 12 -> 4 of 2, then 4 of 1); a set is one
+    batched Newton-Schulz call. The sets do not depend on the number of GPUs: a batch that did could change
+    the bits of a reduction inside it.
 
     Data parallel (world_size > 1; the layout of modded-nanogpt's distributed Muon): each rank's p.grad is
     its share of the gradient (the training step divides the loss by micro-batches x ranks), and the ranks'
@@ -822,8 +825,12 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 by_shape[tuple(p.shape)].append(p)
             for shape, ps in by_shape.items():
-                size = -(-len(ps) // MUON_SETS)
-                sets = [ps[i:i + size] for i in range(0, len(ps), size)]
+                k = min(MUON_SETS, len(ps))
+                q, extra = divmod(len(ps), k)
+                sizes = [q + 1] * extra + [q] * (k - extra)  # the larger first: W dividing 8 gets even shares
+                ends = np.cumsum([0] + sizes).tolist()
+                sets = [ps[a:b] for a, b in zip(ends, ends[1:])]
+                size = sizes[0]
                 out += [(group, shape, size, sets[i:i + self.world]) for i in range(0, len(sets), self.world)]
         return out
 
@@ -1776,9 +1783,11 @@ def train(argv):
         if old != {k: getattr(cfg, k) for k in SHAPE_FIELDS}:
             raise SystemExit(f"{ckpt_path}: checkpoint of a model with {old}; this run asks for "
                              f"{ {k: getattr(cfg, k) for k in SHAPE_FIELDS} }: refusing to resume")
-        if ckpt["world_size"] != world_size:
-            raise SystemExit(f"{ckpt_path}: written by {ckpt['world_size']} ranks, this run has {world_size}: "
-                             "resume with the same number of GPUs (each rank resumes its own place in the data stream)")
+        # checkpoints are written at step boundaries, where every rank stands at the same place in the one
+        # global stream: any process count that divides the step's micro-batches resumes it
+        if any(pos != ckpt["data_positions"][0] for pos in ckpt["data_positions"]):
+            raise SystemExit(f"{ckpt_path}: its ranks' data positions differ ({ckpt['data_positions']}); "
+                             "a checkpoint of this train_plm.py has one position for all: refusing to resume")
         cfg.resume = resume_flag
         if ckpt.get("target") and cfg.stop_at_target:
             raise SystemExit(f"{ckpt_path}: this run reached target_val_loss {cfg.target_val_loss} at step "
@@ -1786,6 +1795,9 @@ def train(argv):
                              "(--stop_at_target false trains on to --steps)")
     if cfg.hub_repo and not os.environ.get("HF_TOKEN"):
         raise SystemExit("--hub_repo uploads with the token in the environment variable HF_TOKEN, which is not set")
+    if cfg.compile and device.type != "cuda":  # CPU attention: scaled_dot_product_attention on each sequence
+        raise SystemExit("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
+                         "slice of the micro-batch, so every new packing would recompile")
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id
@@ -1937,9 +1949,11 @@ def train(argv):
             raise SystemExit(f"{ckpt_path}: checkpoint at step {ckpt['step']}, past --steps {cfg.steps}")
         start_step, train_time, val = ckpt["step"], ckpt["train_time"], ckpt["val"]
         tokens_seen, padded_seen, sumsq_seen = ckpt["tokens_seen"], ckpt["padded_seen"], ckpt["sumsq_seen"]
-        data_start = tuple(ckpt["data_positions"][rank])
+        data_start = tuple(ckpt["data_positions"][0])
         target = ckpt.get("target")
+        was = ckpt["world_size"]
         log(f"resumed from {ckpt_path} at step {start_step}"
+            + (f" (written by {was} processes)" if was != world_size else "")
             + ("" if ckpt["source"] == SOURCE else " (warning: train_plm.py changed since it was written)"))
         del ckpt
     loader = PackedLoader(train_paths, cfg, rank, world_size, device, cfg.seed, start=data_start)

@@ -242,6 +242,37 @@ def test_a_two_rank_checkpoint_resumes_exactly_with_two_ranks(runs):
     assert mid["data_positions"][0][0] == 0 and end_a["data_positions"][0][0] == 1  # a pass boundary between
 
 
+def test_a_checkpoint_resumes_on_another_number_of_ranks(runs, tmp_path):
+    """A checkpoint is written at a step boundary, where all ranks stand at one place in the global stream:
+    1 rank resumes the 2-rank run's step-3 checkpoint, and 2 ranks the 1-rank run's, and both end with the
+    uninterrupted runs' bits (2 x 1 and 1 x 2 micro-batches: each rank's share is a power of two)."""
+    tmp, res, one = runs
+    a0 = res["A"][0]
+    assert a0["weights_sha256"] == one["weights_sha256"]
+    to_one = _one_rank(["--resume", str(tmp / "ckA" / "r2" / "ckpt_000003.pt"), "--out_dir", str(tmp_path / "ck21"),
+                        "--run_id", "r2to1"])
+    assert to_one["world_size"] == 1 and to_one["weights_sha256"] == one["weights_sha256"]
+    assert "(written by 2 processes)" in (tmp / "logs" / "r2to1.txt").read_text()
+    b = ["--resume", str(tmp / "ckC" / "r1" / "ckpt_000003.pt"), "--out_dir", str(tmp_path / "ck12"), "--run_id",
+         "r1to2"]
+    _spawn(_train_worker, [(_free_ports(1)[0], b)], str(tmp_path))
+    to_two = json.loads((tmp_path / "run0_rank0.json").read_text())
+    assert to_two["world_size"] == 2 and to_two["weights_sha256"] == one["weights_sha256"]
+    # the resumed steps log the uninterrupted run's train losses
+    [full], [resumed] = _losses(tmp / "logs" / "r1.txt"), _losses(tmp / "logs" / "r1to2.txt")
+    assert sorted(resumed) == [4, 5, 6] and resumed == {s: v for s, v in full.items() if s > 3}
+
+
+def test_a_checkpoint_whose_ranks_stand_at_different_places_is_refused(runs, tmp_path):
+    tmp, _, _ = runs
+    ckpt = torch.load(tmp / "ckA" / "r2" / "ckpt_000003.pt", weights_only=False)
+    ckpt["data_positions"][1][2] += 1
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(SystemExit, match=r"bad\.pt: its ranks' data positions differ"):
+        _one_rank(["--resume", str(bad), "--out_dir", str(tmp_path / "ck")])
+
+
 def test_unequal_data_per_pass_does_not_hang(shards, tmp_path):
     """3 micro-batches a pass, 2 ranks: every other step's micro-batches come from two passes."""
     assert _pass_sizes(shards, "odd_train", 2) == [3, 3]
@@ -258,7 +289,7 @@ def test_one_two_and_four_ranks_train_the_same_bits(shards, tmp_path):
     """The same global batch of 4 micro-batches as 1 rank x 4, 2 ranks x 2 and 4 ranks x 1: the gradient
     sums run in tree_sum's order, which does not depend on the split, so the weights are bitwise equal (a
     sum in arrival order, or an all-reduce's ring order, gives different last bits; over steps they grow)."""
-    # 10 blocks: Muon's sets hold 2 parameters each, and the last chunk of a shape is short of ranks
+    # 10 blocks: Muon's sets hold 2 or 1 parameters (the all-to-all pads the smaller)
     runs = {w: _args(shards, tmp_path, f"w{w}", f"ck{w}", "t_train", "--steps", 3, "--tokens_per_step", 2048,
                      "--num_layers", 10) for w in (1, 2, 4)}
     for w in (2, 4):
@@ -354,7 +385,7 @@ def test_sharded_muon_equals_one_rank_and_gathers_every_momentum_buffer(tmp_path
             assert torch.equal(x, p.detach()), f"rank {r}, parameter {i}"
 
 
-SET_SHAPES = [(8, 16)] * 20 + [(16, 8)] * 3  # 20 matrices: Muon sets of 3 (the last of 2); 3: sets of 1
+SET_SHAPES = [(8, 16)] * 20 + [(16, 8)] * 3  # 20 matrices: sets of 3 and 2; 3: sets of 1, chunks short of ranks
 
 
 def _muon_sets_worker(rank, world_size, store_file, out_dir):
@@ -378,11 +409,16 @@ def _muon_sets_worker(rank, world_size, store_file, out_dir):
 
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_muon_sets_give_the_one_rank_bits_on_2_and_4_ranks(world_size, tmp_path):
-    """Muon's Newton-Schulz sets (3 matrices here) and its tree_sum across ranks: world_size ranks give bitwise
-    the parameters and momentum buffers of 1 rank whose gradient is the tree_sum of theirs."""
+    """Muon's Newton-Schulz sets (of 3 and 2 matrices here) and its tree_sum across ranks: world_size ranks give
+    bitwise the parameters and momentum buffers of 1 rank whose gradient is the tree_sum of theirs."""
     sets = [len(ps) for _, shape, _, chunk in tp.Muon(_set_params(), lr=0.02).chunks() if shape == (8, 16)
             for ps in chunk]
-    assert sets == [3, 3, 3, 3, 3, 3, 2]  # ceil(20 / MUON_SETS) a set, whatever the number of ranks
+    assert sets == [3, 3, 3, 3, 2, 2, 2, 2]  # min(MUON_SETS, 20) sets, the larger first, whatever the ranks
+    shares = [0] * world_size  # and so every rank orthogonalises as many matrices
+    for _, shape, _, chunk in tp.Muon(_set_params(), lr=0.02, world_size=world_size).chunks():
+        for r, ps in enumerate(chunk):
+            shares[r] += len(ps) if shape == (8, 16) else 0
+    assert shares == [20 // world_size] * world_size
     _spawn(_muon_sets_worker, str(tmp_path / "store"), str(tmp_path), nprocs=world_size)
     params = _set_params()
     muon = tp.Muon(params, lr=0.02, momentum=0.9)

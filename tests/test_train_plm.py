@@ -1348,8 +1348,17 @@ def test_a_gpu_preset_is_refused_without_a_gpu(monkeypatch):
 def test_missing_reference_shards_name_the_script_that_builds_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="make_reference_shards.py"):
         tp.resolve_files(str(tmp_path / "reference_train_*.bin"), "train")
-    with pytest.raises(FileNotFoundError, match="data/prepare.py"):
+    with pytest.raises(FileNotFoundError, match=r"data/prepare\.py --sample\)"):  # the default run's shards
+        tp.resolve_files(str(tmp_path / "sample_train_*.bin"), "train")
+    with pytest.raises(FileNotFoundError, match=r"data/prepare\.py --help\)"):
         tp.resolve_files(str(tmp_path / "mine_train_*.bin"), "train")
+
+
+def test_compile_is_refused_without_a_gpu(monkeypatch):
+    """On CPU the attention runs on each sequence's slice: every packing would recompile."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--compile true needs a GPU"):
+        tp.main(["--preset", "cpu", "--compile", "true"])
 
 
 def test_a_loader_error_ends_the_run_instead_of_hanging(loader_shards, monkeypatch):
