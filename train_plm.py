@@ -1824,11 +1824,11 @@ def train(argv):
 
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
     # (records/2026-11-30_Deterministic: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks; one 2-GPU run of
-    # records/2026-11-30_MuonSets did not, cause not found): one-hot embedding
-    # lookups, tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and
-    # inductor choosing kernel variants by heuristics, not by timing them (a timed choice can differ between
-    # runs and ranks, and with it a reduction's order; a guard: there it cost nothing measurable, and a run
-    # without it trained the same bits)
+    # records/2026-11-30_MuonSets did not, cause not found): one-hot embedding lookups, tree_sum's order,
+    # Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor choosing kernel
+    # variants by heuristics, not by timing them (a timed choice can differ between runs and ranks, and with
+    # it a reduction's order; a guard: there it cost nothing measurable, and a run without it trained the
+    # same bits)
     torch._inductor.config.deterministic = True
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
