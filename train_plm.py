@@ -12,7 +12,8 @@ diffusion) in one file, and generate from / score with a trained one.
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 train_plm.py \
         --preset reference --tokens_per_step 1048576   # 16 GPUs need 16 micro-batches: a 2x batch
 
-Design contract: one self-contained file (standard library, torch, numpy), read top to bottom in the order
+Design contract: one self-contained file (standard library, torch, numpy; on a GPU also Triton, which CUDA
+builds of torch bring, for two fused kernels), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
 checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a
 frozen copy of this file plus the log it wrote, and the log begins with this file's exact source. What is
@@ -589,6 +590,147 @@ def rotary(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).type_as(x)
 
 
+def qkv_prep_reference(qkv, ve, lam, cos, sin, heads):
+    """What attention does to the qkv product before FlexAttention, in plain PyTorch (CPU, and the test of
+    the fused kernel): q, k = RoPE(RMSNorm(.)) (QK-norm), v mixed with the value embedding ve (T, D) as
+    lam[0] * v + lam[1] * ve (skipped when ve is None). qkv (T, 3D) -> q, k, v (T, H, D/H) in qkv's dtype."""
+    T = qkv.size(0)
+    q, k, v = qkv.view(T, 3 * heads, -1).chunk(3, 1)
+    if ve is not None:  # value embeddings (modded-nanogpt): token-identity shortcut into the values
+        v = (lam[0] * v + lam[1] * ve.view_as(v)).type_as(v)
+    return rotary(norm(q), cos, sin).type_as(v), rotary(norm(k), cos, sin).type_as(v), v
+
+
+try:  # Triton ships with CUDA builds of torch; a CPU-only torch has none and uses qkv_prep_reference
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+QKV_PREP_BLOCK = 64  # tokens per program of the fused kernels (one head each)
+# the ops' namespace is this source's hash: a re-import reuses them, another version of the file gets its own
+QKV_OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
+
+if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
+    # QK-norm + RoPE + value-embedding mix as one kernel each way. torch.compile's own kernels for these
+    # loop over the 128-wide rows and spill fp32 intermediates (the q/k rows of the fused qkv product are
+    # not contiguous): 95 ms of a 1.17 s reference step on an H200 (records/2026-11-30_FusedQKVPrep).
+    # Each program owns QKV_PREP_BLOCK tokens of one head: no atomics, the same bits every run.
+
+    @triton.jit
+    def _norm_rope(src, dst, c, s, half, live, EPS: tl.constexpr, HD: tl.constexpr):
+        """Rows src (BLOCK, HD) -> dst: RMSNorm, then RoPE on the halves (x1, x2), in fp32."""
+        x1 = tl.load(src + half, mask=live).to(tl.float32)
+        x2 = tl.load(src + HD // 2 + half, mask=live).to(tl.float32)
+        r = tl.rsqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1))[:, None] / HD + EPS)
+        tl.store(dst + half, ((x1 * c - x2 * s) * r).to(dst.dtype.element_ty), mask=live)
+        tl.store(dst + HD // 2 + half, ((x1 * s + x2 * c) * r).to(dst.dtype.element_ty), mask=live)
+
+    @triton.jit
+    def _norm_rope_grad(src, grad, dst, c, s, half, live, EPS: tl.constexpr, HD: tl.constexpr):
+        """_norm_rope's backward: the rows' input src and output gradient grad -> input gradient dst."""
+        x1 = tl.load(src + half, mask=live).to(tl.float32)
+        x2 = tl.load(src + HD // 2 + half, mask=live).to(tl.float32)
+        r = tl.rsqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1))[:, None] / HD + EPS)
+        g1 = tl.load(grad + half, mask=live).to(tl.float32)
+        g2 = tl.load(grad + HD // 2 + half, mask=live).to(tl.float32)
+        n1, n2 = x1 * r, x2 * r
+        dn1, dn2 = g1 * c + g2 * s, g2 * c - g1 * s  # RoPE's transpose: the inverse rotation
+        m = (tl.sum(dn1 * n1, 1) + tl.sum(dn2 * n2, 1))[:, None] / HD  # RMSNorm's backward
+        tl.store(dst + half, (r * (dn1 - n1 * m)).to(dst.dtype.element_ty), mask=live)
+        tl.store(dst + HD // 2 + half, (r * (dn2 - n2 * m)).to(dst.dtype.element_ty), mask=live)
+
+    @triton.jit
+    def _qkv_prep_fwd(qkv, ve, ve_stride, lam, cos, sin, q, k, v, T, EPS: tl.constexpr, H: tl.constexpr,
+                      HD: tl.constexpr, HAS_VE: tl.constexpr, BLOCK: tl.constexpr):
+        j = tl.program_id(0)  # head; consecutive programs share tokens (and their cos, sin)
+        t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)[:, None]
+        half, col, live = tl.arange(0, HD // 2)[None, :], tl.arange(0, HD)[None, :], t < T
+        c = tl.load(cos + t * (HD // 2) + half, mask=live)
+        s = tl.load(sin + t * (HD // 2) + half, mask=live)
+        row, out = qkv + t * (3 * H * HD), t * (H * HD) + j * HD
+        _norm_rope(row + j * HD, q + out, c, s, half, live, EPS, HD)
+        _norm_rope(row + (H + j) * HD, k + out, c, s, half, live, EPS, HD)
+        x = tl.load(row + (2 * H + j) * HD + col, mask=live).to(tl.float32)
+        if HAS_VE:
+            e = tl.load(ve + t * ve_stride + j * HD + col, mask=live).to(tl.float32)
+            x = tl.load(lam) * x + tl.load(lam + 1) * e
+        tl.store(v + out + col, x.to(v.dtype.element_ty), mask=live)
+
+    @triton.jit
+    def _qkv_prep_bwd(qkv, ve, ve_stride, lam, cos, sin, dq, dk, dv, dqkv, dve, dlam, T, EPS: tl.constexpr,
+                      H: tl.constexpr, HD: tl.constexpr, HAS_VE: tl.constexpr, BLOCK: tl.constexpr):
+        j, pid = tl.program_id(0), tl.program_id(1)
+        t = pid * BLOCK + tl.arange(0, BLOCK)[:, None]
+        half, col, live = tl.arange(0, HD // 2)[None, :], tl.arange(0, HD)[None, :], t < T
+        c = tl.load(cos + t * (HD // 2) + half, mask=live)
+        s = tl.load(sin + t * (HD // 2) + half, mask=live)
+        row, drow, out = qkv + t * (3 * H * HD), dqkv + t * (3 * H * HD), t * (H * HD) + j * HD
+        _norm_rope_grad(row + j * HD, dq + out, drow + j * HD, c, s, half, live, EPS, HD)
+        _norm_rope_grad(row + (H + j) * HD, dk + out, drow + (H + j) * HD, c, s, half, live, EPS, HD)
+        g = tl.load(dv + out + col, mask=live).to(tl.float32)
+        if HAS_VE:  # this program's share of the lambdas' gradients, summed in program order outside
+            x = tl.load(row + (2 * H + j) * HD + col, mask=live).to(tl.float32)
+            e = tl.load(ve + t * ve_stride + j * HD + col, mask=live).to(tl.float32)
+            tl.store(dlam + 2 * (pid * H + j), tl.sum(tl.sum(g * x, 1), 0))
+            tl.store(dlam + 2 * (pid * H + j) + 1, tl.sum(tl.sum(g * e, 1), 0))
+            tl.store(dve + t * (H * HD) + j * HD + col, (tl.load(lam + 1) * g).to(dve.dtype.element_ty), mask=live)
+            g = tl.load(lam) * g
+        tl.store(drow + (2 * H + j) * HD + col, g.to(dqkv.dtype.element_ty), mask=live)
+
+    @torch.library.triton_op(f"{QKV_OPS}::qkv_prep", mutates_args=())
+    def _qkv_prep_op(qkv: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor,
+                     sin: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
+        q, k, v = (qkv.new_empty(T, heads, hd) for _ in range(3))
+        torch.library.wrap_triton(_qkv_prep_fwd)[(heads, triton.cdiv(T, QKV_PREP_BLOCK))](
+            qkv, qkv if ve is None else ve, 0 if ve is None else ve.stride(0), lam, cos, sin, q, k, v, T,
+            torch.finfo(torch.float32).eps, heads, hd, ve is not None, QKV_PREP_BLOCK, num_warps=4)
+        return q, k, v
+
+    @torch.library.triton_op(f"{QKV_OPS}::qkv_prep_backward", mutates_args=())
+    def _qkv_prep_backward_op(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, qkv: torch.Tensor,
+                              ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                              heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
+        programs = triton.cdiv(T, QKV_PREP_BLOCK)
+        dqkv = torch.empty_like(qkv)
+        dve = qkv.new_empty(T, heads * hd)  # unused without ve
+        dlam = lam.new_zeros(programs * heads, 2)
+        torch.library.wrap_triton(_qkv_prep_bwd)[(heads, programs)](
+            qkv, qkv if ve is None else ve, 0 if ve is None else ve.stride(0), lam, cos, sin, dq.contiguous(),
+            dk.contiguous(), dv.contiguous(), dqkv, dve, dlam, T, torch.finfo(torch.float32).eps, heads, hd,
+            ve is not None, QKV_PREP_BLOCK, num_warps=4)
+        return dqkv, dve, dlam.sum(0)
+
+    def _qkv_prep_setup(ctx, inputs, output):
+        qkv, ve, lam, cos, sin, heads = inputs
+        ctx.save_for_backward(qkv, ve, lam, cos, sin)
+        ctx.heads = heads
+
+    def _qkv_prep_grad(ctx, dq, dk, dv):
+        qkv, ve, lam, cos, sin = ctx.saved_tensors
+        dqkv, dve, dlam = getattr(torch.ops, QKV_OPS).qkv_prep_backward(dq, dk, dv, qkv, ve, lam, cos, sin, ctx.heads)
+        return dqkv, None if ve is None else dve, None if ve is None else dlam, None, None, None
+
+    torch.library.register_autograd(f"{QKV_OPS}::qkv_prep", _qkv_prep_grad, setup_context=_qkv_prep_setup)
+
+
+def qkv_prep(qkv, ve, lam, cos, sin, heads):
+    """qkv_prep_reference's result (to bf16 rounding: the kernels compute in fp32 and round once), by one
+    fused Triton kernel and one for its backward on a GPU with a power-of-two head size d; by
+    qkv_prep_reference elsewhere. qkv (T, 3D) bf16, ve (T, D) bf16 (rows may be strided) or None, lam (2,)
+    float32 or None, cos/sin (T, 1, d/2) float32 -> q, k, v (T, H, d) bf16."""
+    hd = qkv.size(1) // (3 * heads)
+    if triton is None or not qkv.is_cuda or hd & (hd - 1) or hd < 4:
+        return qkv_prep_reference(qkv, ve, lam, cos, sin, heads)
+    if lam is None:
+        lam = qkv.new_ones(2, dtype=torch.float32)  # unused without ve
+    if ve is not None and ve.stride(1) != 1:
+        ve = ve.contiguous()
+    return getattr(torch.ops, QKV_OPS).qkv_prep(qkv.contiguous(), ve, lam, cos.squeeze(1), sin.squeeze(1), heads)
+
+
 def init_linear(w):
     fan_in = w.size(-1)
     bound = 0.5 * math.sqrt(3 / fan_in)  # std 0.5 / sqrt(fan_in), as in modded-nanogpt
@@ -608,10 +750,7 @@ class Attention(nn.Module):
 
     def forward(self, x, ve, cos, sin, mask):
         T, D = x.shape
-        q, k, v = F.linear(x, self.qkv_w.flatten(0, 1)).view(T, 3 * self.heads, D // self.heads).chunk(3, 1)
-        if ve is not None:  # value embeddings (modded-nanogpt): token-identity shortcut into the values
-            v = (self.ve_lambdas[0] * v + self.ve_lambdas[1] * ve.view_as(v)).type_as(v)
-        q, k = rotary(norm(q), cos, sin).type_as(v), rotary(norm(k), cos, sin).type_as(v)  # QK-norm
+        q, k, v = qkv_prep(F.linear(x, self.qkv_w.flatten(0, 1)), ve, self.ve_lambdas, cos, sin, self.heads)
         q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, H, T, d)
         if isinstance(mask, BlockMask):  # inside the compiled training model: traced as part of it
             attend = flex_attention if torch.compiler.is_compiling() else flex_attention_compiled
@@ -692,9 +831,11 @@ class ProteinLM(nn.Module):
         angles = (pos[:, None].float() * self.inv_freq[None])[:, None]  # positions restart per sequence
         return mask, angles.cos(), angles.sin()
 
-    def hidden_states(self, tokens, starts):
+    def hidden_states(self, tokens, starts, every_layer=True):
         """Representations per layer: list of num_layers + 1 tensors (T, D): the normed token embedding, then
-        every block's output (the last is before the head's norm)."""
+        every block's output (the last is before the head's norm). every_layer=False: only the last, as a
+        one-element list (training: each extra output of the compiled graph gets a zero-filled gradient in its
+        backward, 2% of a reference step on an H200: records/2026-11-30_FusedQKVPrep)."""
         mask, cos, sin = self.attention_inputs(starts)
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32  # GPU: bf16 residual stream
         # lookups as one-hot matrix products (exact): their backward is a matrix product too, deterministic,
@@ -714,10 +855,10 @@ class ProteinLM(nn.Module):
             if i < L // 2:
                 skips.append(x)
             out.append(x)
-        return out
+        return out if every_layer else [x]
 
     def forward(self, tokens, starts, labels=None, weights=None):
-        x = self.hidden_states(tokens, starts)[-1]
+        x = self.hidden_states(tokens, starts, every_layer=False)[-1]
         h = F.gelu(self.head_dense(norm(x)))
         if self.cfg.tie_embeddings:  # the shared matrix has unit-scale rows: logits scaled by D^-0.5, as T5 does
             h = h * self.cfg.model_dim ** -0.5  # (Raffel et al. 2020); unscaled, they start at ~sqrt(D)
@@ -1823,12 +1964,12 @@ def train(argv):
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
-    # (records/2026-11-30_Deterministic: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks; one 2-GPU run of
-    # records/2026-11-30_MuonSets did not, cause not found): one-hot embedding lookups, tree_sum's order,
-    # Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor choosing kernel
-    # variants by heuristics, not by timing them (a timed choice can differ between runs and ranks, and with
-    # it a reduction's order; a guard: there it cost nothing measurable, and a run without it trained the
-    # same bits)
+    # (records/2026-11-30_Deterministic and _FusedQKVPrep: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks;
+    # one 2-GPU run of records/2026-11-30_MuonSets did not, cause not found): one-hot embedding lookups,
+    # tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor
+    # choosing kernel variants by heuristics, not by timing them (a timed choice can differ between runs and
+    # ranks, and with it a reduction's order; a guard: there it cost nothing measurable, and a run without it
+    # trained the same bits)
     torch._inductor.config.deterministic = True
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
@@ -2059,13 +2200,16 @@ def train(argv):
                 sync()
                 t0 = time.perf_counter()
             # a stop request is acted on after this step alone; with several ranks every STOP_CHECK_EVERY steps
-            # and at log steps, where they agree (one host sync)
+            # and at log steps, where they agree (one host sync), on the agreed flag only: a signal that lands
+            # after the agreement waits for the next check (acting on it at once desynchronises the ranks'
+            # collectives: one writes a checkpoint while the other trains on)
+            stopping = bool(stop) and world_size == 1
             if world_size > 1 and (at_log or (step + 1) % STOP_CHECK_EVERY == 0):
                 flag = torch.tensor(float(bool(stop)), device=device)
                 dist.all_reduce(flag)
-                if flag.item() and not stop:
+                stopping = bool(flag.item())
+                if stopping and not stop:
                     stop.append("stop request of another rank")
-            stopping = bool(stop) and (world_size == 1 or at_log or (step + 1) % STOP_CHECK_EVERY == 0)
             if (cfg.save_every and (step + 1) % cfg.save_every == 0) or stopping:
                 sync()
                 train_time += time.perf_counter() - t0
