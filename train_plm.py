@@ -592,8 +592,9 @@ def rotary(x, cos, sin):
 
 def qkv_prep_reference(qkv, ve, lam, cos, sin, heads):
     """What attention does to the qkv product before FlexAttention, in plain PyTorch (CPU, and the test of
-    the fused kernel): q, k = RoPE(RMSNorm(.)) (QK-norm), v mixed with the value embedding ve (T, D) as
-    lam[0] * v + lam[1] * ve (skipped when ve is None). qkv (T, 3D) -> q, k, v (T, H, D/H) in qkv's dtype."""
+    the fused kernel): q, k = RoPE(RMSNorm(.)) (QK-norm: Henry et al. 2020, Dehghani et al. 2023), v mixed
+    with the value embedding ve (T, D) as lam[0] * v + lam[1] * ve (skipped when ve is None).
+    qkv (T, 3D) -> q, k, v (T, H, D/H) in qkv's dtype."""
     T = qkv.size(0)
     q, k, v = qkv.view(T, 3 * heads, -1).chunk(3, 1)
     if ve is not None:  # value embeddings (modded-nanogpt): token-identity shortcut into the values
@@ -695,7 +696,7 @@ if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
         programs = triton.cdiv(T, QKV_PREP_BLOCK)
         dqkv = torch.empty_like(qkv)
-        dve = qkv.new_empty(T, heads * hd)  # unused without ve
+        dve = qkv.new_empty(T, heads * hd, dtype=qkv.dtype if ve is None else ve.dtype)  # unused without ve
         dlam = lam.new_zeros(programs * heads, 2)
         torch.library.wrap_triton(_qkv_prep_bwd)[(heads, programs)](
             qkv, qkv if ve is None else ve, 0 if ve is None else ve.stride(0), lam, cos, sin, dq.contiguous(),
@@ -835,7 +836,7 @@ class ProteinLM(nn.Module):
         """Representations per layer: list of num_layers + 1 tensors (T, D): the normed token embedding, then
         every block's output (the last is before the head's norm). every_layer=False: only the last, as a
         one-element list (training: each extra output of the compiled graph gets a zero-filled gradient in its
-        backward, 2% of a reference step on an H200: records/2026-11-30_FusedQKVPrep)."""
+        backward, 24 of 100 MB per reference micro-batch; records/2026-11-30_FusedQKVPrep)."""
         mask, cos, sin = self.attention_inputs(starts)
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32  # GPU: bf16 residual stream
         # lookups as one-hot matrix products (exact): their backward is a matrix product too, deterministic,

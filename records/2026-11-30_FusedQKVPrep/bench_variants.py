@@ -2,7 +2,7 @@
 reference widths), one real packed micro-batch of 65,536 tokens with its training mask, compiled the way the
 trainer compiles (dynamic=False, inductor deterministic), forward + backward of the loss: ms per call per variant.
 
-  base      the trainer as it is (128-token mask blocks, FlexAttention's default tiles)
+  base      the trainer at db430a2, as it ran in calls 18-19 (128-token mask blocks, FlexAttention's default tiles)
   m64a      64-token mask blocks (sequences packed by block_order(64)); tiles fwd 64x64, bwd 64/64/64/64
   m64b      64-token mask blocks; tiles fwd 64x64, bwd 32/64/64/32
   fp8in     qkv and MLP-in products in FP8 (e4m3, row-wise scales), forward and input gradient; weight grad bf16
@@ -12,8 +12,8 @@ trainer compiles (dynamic=False, inductor deterministic), forward + backward of 
   last_half last + QK-norm's sum of squares as two 64-element sums (rotary's halves), scale after RoPE
   last_fp8  last + fp8all
   last_sep  last + q, k and v as three products (contiguous q and k: QK-norm reads them row by row)
-  trainer   train_plm.py as it is, unpatched (trainer16 / trainer64: its fused kernels with 16 / 64 tokens per
-            program instead of 32)
+  trainer   train_plm.py as it was in that call, unpatched (call 21: the first fused kernels, 32 tokens x all
+            heads per program; call 22: this folder's, 64 tokens x one head); trainerN: N tokens per program
 
 python3 exp/bench_variants.py OUT_DIR [variants...]  (the profile and output code of `base` go to OUT_DIR)
 """
