@@ -179,12 +179,19 @@ def parse_config(argv=None, has_gpu=None, base=None):
     if preset not in PRESETS:
         parser.error(f"unknown preset {preset!r}; presets: {sorted(PRESETS)}")
     cfg = Config(**{**PRESETS[preset], **given, "preset": preset}) if base is None else Config(**{**base, **given})
+    nonfinite = [f"--{f.name}" for f in fields if isinstance(getattr(cfg, f.name), float)
+                 and not math.isfinite(getattr(cfg, f.name))]
+    if nonfinite:  # nan passes every range check below (its comparisons are all False)
+        parser.error(f"{', '.join(nonfinite)}: not a finite number")
     if cfg.tokens_per_micro_batch % 128 or cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error("tokens_per_micro_batch must be a multiple of 128 and at least max_length")
     if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
         parser.error("num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
-    if cfg.model_dim % cfg.num_heads or (cfg.model_dim // cfg.num_heads) % 2:
-        parser.error("model_dim must split into heads of even size")
+    if cfg.model_dim % cfg.num_heads:
+        parser.error(f"model_dim {cfg.model_dim} is not divisible by num_heads {cfg.num_heads}")
+    if (cfg.model_dim // cfg.num_heads) % 2:
+        parser.error(f"the head size model_dim / num_heads = {cfg.model_dim // cfg.num_heads} must be even (RoPE "
+                     "rotates pairs)")
     if cfg.num_value_embeds > (cfg.num_layers + 1) // 2:
         parser.error("num_value_embeds can be at most half the blocks (each table feeds two mirrored blocks)")
     if cfg.objective not in OBJECTIVES:
@@ -2127,7 +2134,8 @@ def train(argv):
     def check_finite(step):
         nonlocal checked
         if nonfinite.item():
-            raise SystemExit(f"non-finite train loss by step {step + 1} (first after step {checked}); "
+            raise SystemExit(f"non-finite train loss in steps {checked + 1}-{step + 1} (checked at log and save "
+                             f"steps); "
                              f"last good checkpoint: {last_ckpt or 'none'}. "
                              "Lower the learning rates, or check the data, then resume from it.")
         checked = step + 1
@@ -2218,7 +2226,9 @@ def train(argv):
                 last_ckpt = checkpoint(step + 1)
                 t0 = time.perf_counter()
             if stopping:
-                launcher = f"torchrun --nproc_per_node={world_size}" if distributed else "python"
+                one_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size)) == world_size
+                launcher = ("python" if not distributed else
+                            f"torchrun{' --standalone' if one_node else ''} --nproc_per_node={world_size}")
                 log(f"{stop[0]}: stopped after step {step + 1}; continue with: {launcher} train_plm.py "
                     f"--resume {last_ckpt}")
                 log.close()

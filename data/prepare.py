@@ -1655,6 +1655,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted (shards written by this run were removed)", file=sys.stderr)
         return 130
+    if not any(res.shards[s] for s in SPLITS):  # a script must not go on to train on nothing
+        print(f"error: no sequence was kept from the {len(inputs)} input file(s), so no shard was written "
+              "(the report above says why)", file=sys.stderr)
+        return 1
     if args.stats:
         print("\n== shard statistics (JSON sidecars) ==")
         for s in SPLITS:

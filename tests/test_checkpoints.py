@@ -596,7 +596,7 @@ def test_non_finite_loss_stops_the_run(shards, tmp_path, monkeypatch, first_bad_
     msg = str(e.value.code)
     assert "non-finite" in msg
     stop = 4 if last_good else 2  # detected at the first log step at or after the bad step
-    assert f"by step {stop} " in msg
+    assert f"in steps {stop - 1}-{stop} " in msg
     ckpts = sorted((tmp_path / "ck" / "nan").glob("ckpt_*.pt")) if (tmp_path / "ck" / "nan").exists() else []
     if last_good is None:
         assert "last good checkpoint: none" in msg and ckpts == []

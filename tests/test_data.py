@@ -267,6 +267,17 @@ def test_split_by_file(tmp_path, capsys):
     assert "identical to a sequence already in valid" in report
 
 
+def test_cli_fails_when_no_sequence_is_kept(tmp_path, capsys):
+    """Only empty or refused records: exit 1 and say that no shard was written (a script must not go on)."""
+    (tmp_path / "empty.fa").write_text("")
+    (tmp_path / "bad.fa").write_text(">x\nMK1V\n")
+    out = tmp_path / "shards"
+    assert prep.main([str(tmp_path), "--name", "none", "--out", str(out), "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no sequence was kept from the 2 input file(s), so no shard was written" in err
+    assert not list(out.glob("none_*.bin"))
+
+
 def test_split_by_file_globs_on_command_line(tmp_path, capsys):
     for name, body in {"ecoli.fa": ">e\nMKV\n", "yeast.fa": ">y\nLLA\n", "mouse.fa.gz": None}.items():
         data = b">m1\nWWC\n>m2\nGGA\n" if body is None else body.encode()

@@ -481,7 +481,8 @@ def test_sigterm_under_torchrun_checkpoints_and_exits_unfinished(shards, tmp_pat
                 proc.kill()
                 proc.wait()
     stdout = out_path.read_text()
-    m = re.search(r"SIGTERM: stopped after step (\d+); continue with: torchrun --nproc_per_node=2 train_plm.py "
+    m = re.search(r"SIGTERM: stopped after step (\d+); continue with: "
+                  r"torchrun --standalone --nproc_per_node=2 train_plm.py "
                   r"--resume (\S+)", stdout)
     assert m, stdout
     assert int(m.group(1)) % tp.STOP_CHECK_EVERY == 0 and stop_s < 25, (m.group(1), stop_s)

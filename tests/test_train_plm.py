@@ -1221,11 +1221,23 @@ def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
                                    ["--target_val_loss", "nan"], ["--target_val_loss", "inf"], ["--seed", "-1"],
                                    ["--max_length", "2"], ["--num_heads", "0"], ["--model_dim", "0"],
                                    ["--mlp_dim", "0"], ["--num_layers", "0"], ["--attention_window", "-3"],
-                                   ["--logit_softcap", "0"]])
+                                   ["--logit_softcap", "0"], ["--lr_hidden", "nan"], ["--lr_embed", "inf"],
+                                   ["--cooldown_frac", "nan"], ["--model_dim", "100", "--num_heads", "3"],
+                                   ["--model_dim", "96", "--num_heads", "32"]])
 def test_bad_values_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
         tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--lr_hidden", "nan", "--diffusion_t_min", "inf"], "--diffusion_t_min, --lr_hidden: not a finite number"),
+    (["--model_dim", "100", "--num_heads", "3"], "model_dim 100 is not divisible by num_heads 3"),
+    (["--model_dim", "96", "--num_heads", "32"], "head size model_dim / num_heads = 3 must be even")])
+def test_bad_values_are_named(flags, says, capsys):
+    with pytest.raises(SystemExit):
+        tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
+    assert says in capsys.readouterr().err
 
 
 def test_booleans_parse_strictly():
