@@ -200,7 +200,7 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error("diffusion_t_min must lie in (0, 1)")
     if not 0 < cfg.mask_rate <= 1:
         parser.error("mask_rate must lie in (0, 1]")
-    if not (0 <= cfg.target_val_loss < math.inf) or cfg.target_every < 1:
+    if cfg.target_val_loss < 0 or cfg.target_every < 1:  # nan and inf: refused above
         parser.error("target_val_loss must be a finite number >= 0 (0: off) and target_every >= 1")
     if cfg.seed < 0 or cfg.attention_window < 0 or not cfg.logit_softcap > 0:
         parser.error("seed and attention_window must be >= 0, logit_softcap > 0")
