@@ -107,6 +107,8 @@ class Config:
     probe: bool = False  # at the end, the representation benchmark (linear probes per layer): quality_score
     probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
+    fp8: bool = False  # training on CUDA: the blocks' qkv and MLP products in FP8 with row-wise scales (FP8Linear);
+    # evaluation and inference (no gradients) run them in bf16
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
     save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
     resume: str = ""  # a checkpoint path, or "latest": the newest readable one of this run_id (or of any run)
@@ -129,15 +131,17 @@ PRESETS = {
         steps=200, lr_hidden=0.05, lr_embed=0.06, lr_head=0.008, lr_scalar=0.04,
         warmup_steps=20, cooldown_frac=0.6, muon_momentum_warmup_steps=50,
         eval_every=50, log_every=10, compile=True,
+        fp8=True,  # +4.7% tokens/s on an H200 (records/2026-11-30_FP8RowWise); --fp8 false: all products in bf16
     ),
 }
 # The speed track's recipe (README.md, Benchmark): every one of 6 seeds ends its 300 steps (~100 s of training
 # on one H200) below validation loss 2.70, mean 2.500 (records/2026-11-30_Warmup50); 2.70 is passed at 56-83 s.
 # Against `reference`: half the blocks (57M parameters, 2x the tokens/s), half the batch (2x the optimizer
 # steps per token), a 300-step schedule with a 50-step warm-up (20 let loss spikes slow 1 seed in 5), the stop rule.
+# FP8 stays off here until its time to target is measured over seeds.
 PRESETS["speedrun"] = {**PRESETS["reference"], **dict(
     num_layers=12, num_value_embeds=6, tokens_per_step=262144, steps=300, warmup_steps=50,
-    eval_every=60, target_val_loss=2.70, target_every=10)}
+    eval_every=60, target_val_loss=2.70, target_every=10, fp8=False)}
 
 
 GPU_PRESETS = ("reference", "speedrun")  # refused on a machine without CUDA
@@ -739,6 +743,53 @@ def qkv_prep(qkv, ve, lam, cos, sin, heads):
     return getattr(torch.ops, QKV_OPS).qkv_prep(qkv.contiguous(), ve, lam, cos.squeeze(1), sin.squeeze(1), heads)
 
 
+E4M3_MAX = 448.0  # float8_e4m3fn's largest finite value
+
+
+def fp8_rowwise(t):
+    """t (M, K) float -> (t8 (M, K) float8_e4m3fn, contiguous; scale (M, 1) float32) with t ~ t8 * scale: each
+    row's largest |value| maps to 448, e4m3's largest (FP8 formats: Micikevicius et al. 2022; one scale per row
+    as in torchao's float8 "rowwise" recipe). An all-zero row gets a tiny scale and stays zero."""
+    scale = t.abs().amax(-1, keepdim=True).float().clamp_min(1e-30) / E4M3_MAX
+    return (t.float() / scale).to(torch.float8_e4m3fn).contiguous(), scale
+
+
+class FP8Linear(torch.autograd.Function):
+    """x (M, K) bf16 @ w (N, K).T bf16 -> (M, N) bf16, the forward as torch._scaled_mm on fp8_rowwise operands;
+    the input gradient g @ w the same way when fp8_dgrad, else in bf16; the weight gradient g.T @ x in bf16
+    (its sum runs over tokens, so row-wise scales of g and x cannot be factored out of it). Fast (Hopper)
+    accumulation: these products sum over K <= 1,536. Needs FP8 matrix units on CUDA (compute capability
+    >= 8.9; torch._scaled_mm raises RuntimeError elsewhere); torch 2.13 also runs it on CPU (the tests)."""
+
+    @staticmethod
+    def forward(ctx, x, w, fp8_dgrad):
+        x8, xs = fp8_rowwise(x)
+        w8, ws = fp8_rowwise(w)
+        ctx.save_for_backward(x, w)
+        ctx.fp8_dgrad = fp8_dgrad
+        return torch._scaled_mm(x8, w8.t(), scale_a=xs, scale_b=ws.t(), out_dtype=x.dtype, use_fast_accum=True)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w = ctx.saved_tensors
+        if ctx.fp8_dgrad:
+            g8, gs = fp8_rowwise(g)
+            wt8, wts = fp8_rowwise(w.t())  # (K, N): one scale per input channel; .t() is column-major as needed
+            dx = torch._scaled_mm(g8, wt8.t(), scale_a=gs, scale_b=wts.t(), out_dtype=g.dtype, use_fast_accum=True)
+        else:
+            dx = g @ w
+        return dx, g.t() @ x, None
+
+
+def linear(x, w, fp8=0):
+    """x (T, K) @ w (N, K).T -> (T, N). fp8 0: F.linear; 1: the forward in FP8; 2: the forward and the input
+    gradient in FP8 (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16
+    fuses into the norm's kernel; weight gradients stay bf16)."""
+    if not fp8:
+        return F.linear(x, w)
+    return FP8Linear.apply(x.to(torch.bfloat16), w.to(torch.bfloat16), fp8 == 2)
+
+
 def init_linear(w):
     fan_in = w.size(-1)
     bound = 0.5 * math.sqrt(3 / fan_in)  # std 0.5 / sqrt(fan_in), as in modded-nanogpt
@@ -747,9 +798,9 @@ def init_linear(w):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads, has_ve, window):
+    def __init__(self, dim, heads, has_ve, window, fp8=False):
         super().__init__()
-        self.heads, self.window = heads, window
+        self.heads, self.window, self.fp8 = heads, window, fp8
         # q, k, v stacked as 3 (D, D) matrices in one parameter: one matmul, Muon orthogonalises each
         self.qkv_w = nn.Parameter(init_linear(torch.empty(3, dim, dim)))
         self.out = nn.Linear(dim, dim, bias=False)
@@ -758,7 +809,11 @@ class Attention(nn.Module):
 
     def forward(self, x, ve, cos, sin, mask):
         T, D = x.shape
-        q, k, v = qkv_prep(F.linear(x, self.qkv_w.flatten(0, 1)), ve, self.ve_lambdas, cos, sin, self.heads)
+        # FP8 (on CUDA, with gradients: training; evaluation and inference run bf16): the forward only. The input
+        # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
+        # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
+        qkv = linear(x, self.qkv_w.flatten(0, 1), int(self.fp8 and torch.is_grad_enabled() and x.is_cuda))
+        q, k, v = qkv_prep(qkv, ve, self.ve_lambdas, cos, sin, self.heads)
         q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, H, T, d)
         if isinstance(mask, BlockMask):  # inside the compiled training model: traced as part of it
             attend = flex_attention if torch.compiler.is_compiling() else flex_attention_compiled
@@ -769,22 +824,24 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim, hidden):
+    def __init__(self, dim, hidden, fp8=False):
         super().__init__()
+        self.fp8 = fp8
         self.fc = nn.Linear(dim, hidden, bias=False)
         self.proj = nn.Linear(hidden, dim, bias=False)
         init_linear(self.fc.weight)
         nn.init.zeros_(self.proj.weight)
 
     def forward(self, x):
-        return self.proj(F.relu(self.fc(x)).square())  # ReLU² (So et al. 2021, Primer)
+        f = 2 * (self.fp8 and torch.is_grad_enabled() and x.is_cuda)  # FP8: both products, forward and input grad
+        return linear(F.relu(linear(x, self.fc.weight, f)).square(), self.proj.weight, f)  # ReLU² (So et al. 2021)
 
 
 class Block(nn.Module):
     def __init__(self, cfg, has_ve):
         super().__init__()
-        self.attn = Attention(cfg.model_dim, cfg.num_heads, has_ve, cfg.attention_window)
-        self.mlp = MLP(cfg.model_dim, cfg.mlp_dim)
+        self.attn = Attention(cfg.model_dim, cfg.num_heads, has_ve, cfg.attention_window, cfg.fp8)
+        self.mlp = MLP(cfg.model_dim, cfg.mlp_dim, cfg.fp8)
         self.lambdas = nn.Parameter(torch.tensor([1.0, 0.0]))  # mix of the residual stream and the embedding x0
 
     def forward(self, x, x0, ve, cos, sin, mask):
@@ -1947,6 +2004,11 @@ def train(argv):
     if cfg.compile and device.type != "cuda":  # CPU attention: scaled_dot_product_attention on each sequence
         raise SystemExit("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
                          "slice of the micro-batch, so every new packing would recompile")
+    if cfg.fp8 and (device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9)):
+        where = "this machine has none" if device.type != "cuda" else \
+            f"{torch.cuda.get_device_name(device)} is {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
+        raise SystemExit(f"train_plm.py: error: --fp8 true needs a CUDA GPU with FP8 matrix units (compute "
+                         f"capability 8.9 or newer: Ada, Hopper, Blackwell); {where}. --fp8 false runs them in bf16")
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id

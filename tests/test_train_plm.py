@@ -617,6 +617,55 @@ def test_qkv_prep_uses_the_reference_path_on_cpu():
         assert torch.equal(a, b)
 
 
+def test_fp8_rowwise_maps_each_row_maximum_to_e4m3s_largest():
+    t = torch.tensor([[0.0, 0.0, 0.0], [1.0, -3.0, 0.5], [1e-6, 2e-6, -4e-6]])
+    t8, scale = tp.fp8_rowwise(t)
+    assert t8.dtype == torch.float8_e4m3fn and t8.is_contiguous() and scale.shape == (3, 1)
+    assert scale.dtype == torch.float32
+    assert t8[0].float().eq(0).all()  # an all-zero row stays zero
+    assert t8[1, 1].float() == -448 and t8[2, 2].float() == -448  # the largest |value| of a row -> 448
+    back = t8.float() * scale
+    assert ((back - t)[1:].abs() <= t[1:].abs() / 16 + 1e-30).all()  # e4m3: 3 mantissa bits, rounding <= 1/16
+    t8, _ = tp.fp8_rowwise(torch.randn(4, 6).t())  # a transposed (column-major) input comes out row-major
+    assert t8.is_contiguous() and t8.shape == (6, 4)
+
+
+@pytest.mark.parametrize("fp8", [1, 2])
+def test_fp8_linear_is_the_product_to_e4m3_rounding(fp8):
+    """linear(x, w, 1): forward in FP8, input gradient bf16; 2: both in FP8. The weight gradient is the bf16
+    product g.T @ x either way. Runs torch._scaled_mm on CPU (torch >= 2.13; the GPU runs it in training)."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 96, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(64, 96, requires_grad=True)
+    try:
+        y = tp.linear(x, w, fp8)
+    except (RuntimeError, NotImplementedError) as e:
+        pytest.skip(f"torch {torch.__version__} has no CPU torch._scaled_mm: {e}")
+    g = torch.randn(256, 64, dtype=torch.bfloat16)
+    y.backward(g)
+    assert y.dtype == x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
+    exact = x.detach().float() @ w.detach().t()
+
+    def rel(a, b):
+        return float((a.detach().float() - b).norm() / b.norm())
+    assert 0.005 < rel(y, exact) < 0.06  # FP8's rounding: visible, and within e4m3's 1/16 per operand
+    dx = rel(x.grad, g.float() @ w.detach())
+    assert (0.005 < dx < 0.06) if fp8 == 2 else dx < 0.005
+    assert torch.equal(w.grad, (g.t() @ x.detach()).float())
+
+
+def test_fp8_runs_only_on_cuda_and_is_refused_without_an_fp8_gpu(monkeypatch):
+    """A model built with fp8 computes exactly as without it on CPU (the FP8 products run only on CUDA), and
+    training with --fp8 true on a machine without an FP8 GPU stops with a message instead of ignoring it."""
+    plain, with_fp8 = perturbed_model(), perturbed_model("--fp8", "true")
+    rng = np.random.default_rng(0)
+    tokens, starts, _ = _packed_row([frame(rng.integers(4, 24, n)) for n in (40, 70)], 128)
+    assert torch.equal(plain(tokens, starts), with_fp8(tokens, starts))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--fp8 true needs a CUDA GPU with FP8 matrix units"):
+        tp.main(["--preset", "cpu", "--fp8", "true"])
+
+
 @torch.no_grad()
 def test_attention_does_not_leak_across_sequences():
     model = perturbed_model()
