@@ -108,7 +108,7 @@ class Config:
     probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
     fp8: bool = False  # training on CUDA: the blocks' qkv and MLP products in FP8 with row-wise scales (FP8Linear);
-    # evaluation and inference (no gradients) run them in bf16
+    # evaluation and inference (no gradients) run them in bf16, so an exported model's fp8 matters only to training
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
     save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
     resume: str = ""  # a checkpoint path, or "latest": the newest readable one of this run_id (or of any run)
@@ -172,7 +172,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
     for f in fields:
         kind = {"bool": parse_bool, "int": int, "float": float}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default!r}")
+        overrides = "".join(f", {p}: {v[f.name]!r}" for p, v in PRESETS.items() if f.name in v)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default!r}{overrides}")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.error(f"unknown arguments {unknown}; valid flags: " + " ".join(f"--{f.name}" for f in fields))
@@ -781,6 +782,26 @@ class FP8Linear(torch.autograd.Function):
         return dx, g.t() @ x, None
 
 
+def fp8_active(enabled, x):
+    """Whether a block's products run in FP8 now: enabled (cfg.fp8), on CUDA, and with gradients on (training;
+    evaluation and inference stay bf16)."""
+    return bool(enabled) and x.is_cuda and torch.is_grad_enabled()
+
+
+def fp8_refusal(device):
+    """None if this device can run --fp8 true, else the message that stops the run (no CUDA, or a GPU without
+    FP8 matrix units: compute capability below 8.9). Measured on an H200 (9.0) only."""
+    if device.type != "cuda":
+        where = "this machine has none"
+    elif torch.cuda.get_device_capability(device) < (8, 9):
+        cc = ".".join(map(str, torch.cuda.get_device_capability(device)))
+        where = f"{torch.cuda.get_device_name(device)} is {cc}"
+    else:
+        return None
+    return (f"train_plm.py: error: --fp8 true needs a CUDA GPU with FP8 matrix units (compute capability 8.9 or "
+            f"newer: Ada, Hopper, Blackwell); {where}. --fp8 false runs them in bf16")
+
+
 def linear(x, w, fp8=0):
     """x (T, K) @ w (N, K).T -> (T, N). fp8 0: F.linear; 1: the forward in FP8; 2: the forward and the input
     gradient in FP8 (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16
@@ -812,7 +833,7 @@ class Attention(nn.Module):
         # FP8 (on CUDA, with gradients: training; evaluation and inference run bf16): the forward only. The input
         # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
         # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
-        qkv = linear(x, self.qkv_w.flatten(0, 1), int(self.fp8 and torch.is_grad_enabled() and x.is_cuda))
+        qkv = linear(x, self.qkv_w.flatten(0, 1), 1 if fp8_active(self.fp8, x) else 0)
         q, k, v = qkv_prep(qkv, ve, self.ve_lambdas, cos, sin, self.heads)
         q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, H, T, d)
         if isinstance(mask, BlockMask):  # inside the compiled training model: traced as part of it
@@ -833,7 +854,7 @@ class MLP(nn.Module):
         nn.init.zeros_(self.proj.weight)
 
     def forward(self, x):
-        f = 2 * (self.fp8 and torch.is_grad_enabled() and x.is_cuda)  # FP8: both products, forward and input grad
+        f = 2 if fp8_active(self.fp8, x) else 0  # FP8: both products, forward and input gradient
         return linear(F.relu(linear(x, self.fc.weight, f)).square(), self.proj.weight, f)  # ReLU² (So et al. 2021)
 
 
@@ -2004,11 +2025,8 @@ def train(argv):
     if cfg.compile and device.type != "cuda":  # CPU attention: scaled_dot_product_attention on each sequence
         raise SystemExit("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
                          "slice of the micro-batch, so every new packing would recompile")
-    if cfg.fp8 and (device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9)):
-        where = "this machine has none" if device.type != "cuda" else \
-            f"{torch.cuda.get_device_name(device)} is {'.'.join(map(str, torch.cuda.get_device_capability(device)))}"
-        raise SystemExit(f"train_plm.py: error: --fp8 true needs a CUDA GPU with FP8 matrix units (compute "
-                         f"capability 8.9 or newer: Ada, Hopper, Blackwell); {where}. --fp8 false runs them in bf16")
+    if cfg.fp8 and fp8_refusal(device):
+        raise SystemExit(fp8_refusal(device))
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id
@@ -2326,7 +2344,7 @@ def train(argv):
     digest = hashlib.sha256()  # of the final weights: runs that trained the same bits print the same digest
     for t in model.state_dict().values():
         digest.update(t.detach().cpu().contiguous().view(torch.uint8).numpy())
-    result = dict(preset=cfg.preset, objective=cfg.objective, seed=cfg.seed, world_size=world_size,
+    result = dict(preset=cfg.preset, objective=cfg.objective, fp8=cfg.fp8, seed=cfg.seed, world_size=world_size,
                   val_loss=round(val["loss"], 5), val_nelbo=round(val["nelbo"], 5) if "nelbo" in val else None,
                   val_perplexity=round(val["perplexity"], 4), val_accuracy=round(val["accuracy"], 5),
                   val_f1=round(val["f1"], 5), val_mcc=round(val["mcc"], 5),

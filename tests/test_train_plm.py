@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -654,16 +655,61 @@ def test_fp8_linear_is_the_product_to_e4m3_rounding(fp8):
     assert torch.equal(w.grad, (g.t() @ x.detach()).float())
 
 
-def test_fp8_runs_only_on_cuda_and_is_refused_without_an_fp8_gpu(monkeypatch):
-    """A model built with fp8 computes exactly as without it on CPU (the FP8 products run only on CUDA), and
-    training with --fp8 true on a machine without an FP8 GPU stops with a message instead of ignoring it."""
+def test_fp8_is_active_only_on_cuda_with_gradients():
+    """FP8 runs in training on CUDA; evaluation and inference (no gradients) and CPU stay in bf16 / fp32: a model
+    built with fp8 computes bit-identically to one without on CPU."""
+    gpu_like, cpu = types.SimpleNamespace(is_cuda=True), torch.zeros(1)
+    assert tp.fp8_active(True, gpu_like) and not tp.fp8_active(False, gpu_like) and not tp.fp8_active(True, cpu)
+    with torch.no_grad():
+        assert not tp.fp8_active(True, gpu_like)
     plain, with_fp8 = perturbed_model(), perturbed_model("--fp8", "true")
     rng = np.random.default_rng(0)
     tokens, starts, _ = _packed_row([frame(rng.integers(4, 24, n)) for n in (40, 70)], 128)
     assert torch.equal(plain(tokens, starts), with_fp8(tokens, starts))
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
+    """With FP8 active: the qkv product in mode 1 (forward only), the MLP's two in mode 2 (forward and input
+    gradient); the attention output product never goes through linear(); no gradients: all mode 0."""
+    calls = []
+
+    def record(x, w, mode=0):
+        calls.append((tuple(w.shape), mode))
+        return F.linear(x, w)
+    monkeypatch.setattr(tp, "linear", record)
+    monkeypatch.setattr(tp, "fp8_active", lambda enabled, x: bool(enabled) and torch.is_grad_enabled())  # CPU as GPU
+    model = perturbed_model("--fp8", str(fp8).lower())
+    tokens, starts, _ = _packed_row([frame(np.arange(4, 24))], 32)
+    model(tokens, starts)
+    D, H, L = model.cfg.model_dim, model.cfg.mlp_dim, model.cfg.num_layers
+    want = [((3 * D, D), int(fp8)), ((H, D), 2 * fp8), ((D, H), 2 * fp8)] * L
+    assert calls == want
+    calls.clear()
+    with torch.no_grad():
+        model(tokens, starts)
+    assert calls == [(shape, 0) for shape, _ in want]
+
+
+def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
+    """--fp8 true needs compute capability 8.9+: a clear stop instead of a failing first product."""
+    assert "this machine has none" in tp.fp8_refusal(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some GPU")
+    for cc, refused in (((8, 0), True), ((8, 6), True), ((8, 9), False), ((9, 0), False), ((12, 0), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, cc=cc: cc)
+        message = tp.fp8_refusal(torch.device("cuda", 0))
+        assert (message is not None) == refused
+        if refused:
+            assert f"Some GPU is {cc[0]}.{cc[1]}" in message and "--fp8 false" in message
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="--fp8 true needs a CUDA GPU with FP8 matrix units"):
-        tp.main(["--preset", "cpu", "--fp8", "true"])
+        tp.main(["--preset", "cpu", *TINY, "--steps", "1", "--fp8", "true"])
+
+
+def test_fp8_is_on_in_the_reference_preset_only():
+    assert tp.parse_config(["--preset", "reference"], has_gpu=True).fp8
+    assert not tp.parse_config(["--preset", "speedrun"], has_gpu=True).fp8
+    assert not tp.parse_config(["--preset", "cpu"], has_gpu=False).fp8
 
 
 @torch.no_grad()
@@ -1215,6 +1261,7 @@ def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
     assert initial["loss"] == pytest.approx(LN_V, abs=1e-6)
 
     assert result["steps"] == steps and result["world_size"] == 1 and result["device"] == "cpu"
+    assert result["fp8"] is False  # RESULT says which precision trained (the reference preset: true)
     assert result["val_unigram_entropy"] == pytest.approx(tp.unigram_entropy(counts), abs=1e-5)
     assert result["val_loss"] < LN_V - 1.0, result
     # it learned from context, not only amino-acid frequencies
