@@ -788,14 +788,29 @@ def fp8_active(enabled, x):
     return bool(enabled) and x.is_cuda and torch.is_grad_enabled()
 
 
+def fp8_probe(device):
+    """One 16 x 16 x 32 FP8Linear forward and backward on device: None if it runs, else the error's text (some
+    GPUs of capability >= 8.9 lack row-wise scaled FP8 products in cuBLAS)."""
+    try:
+        x = torch.ones(16, 32, device=device, dtype=torch.bfloat16, requires_grad=True)
+        w = torch.ones(16, 32, device=device, dtype=torch.bfloat16)
+        FP8Linear.apply(x, w, True).sum().backward()
+        return None
+    except (RuntimeError, NotImplementedError) as e:
+        return str(e).splitlines()[0]
+
+
 def fp8_refusal(device):
-    """None if this device can run --fp8 true, else the message that stops the run (no CUDA, or a GPU without
-    FP8 matrix units: compute capability below 8.9). Measured on an H200 (9.0) only."""
+    """None if this device can run --fp8 true, else the message that stops the run: no CUDA, a GPU without FP8
+    matrix units (compute capability below 8.9), or one whose FP8 product fails (fp8_probe). Measured on an
+    H200 (9.0) only."""
     if device.type != "cuda":
         where = "this machine has none"
     elif torch.cuda.get_device_capability(device) < (8, 9):
         cc = ".".join(map(str, torch.cuda.get_device_capability(device)))
         where = f"{torch.cuda.get_device_name(device)} is {cc}"
+    elif error := fp8_probe(device):
+        where = f"on {torch.cuda.get_device_name(device)} a row-wise scaled FP8 product failed: {error}"
     else:
         return None
     return (f"train_plm.py: error: --fp8 true needs a CUDA GPU with FP8 matrix units (compute capability 8.9 or "
@@ -2025,8 +2040,8 @@ def train(argv):
     if cfg.compile and device.type != "cuda":  # CPU attention: scaled_dot_product_attention on each sequence
         raise SystemExit("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
                          "slice of the micro-batch, so every new packing would recompile")
-    if cfg.fp8 and fp8_refusal(device):
-        raise SystemExit(fp8_refusal(device))
+    if cfg.fp8 and (refusal := fp8_refusal(device)):
+        raise SystemExit(refusal)
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id

@@ -692,15 +692,27 @@ def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
 
 
 def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
-    """--fp8 true needs compute capability 8.9+: a clear stop instead of a failing first product."""
+    """--fp8 true needs compute capability 8.9+ and an FP8 product that runs (fp8_probe): a clear stop instead
+    of a failing first training step."""
     assert "this machine has none" in tp.fp8_refusal(torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "Some GPU")
+    monkeypatch.setattr(tp, "fp8_probe", lambda device: None)
     for cc, refused in (((8, 0), True), ((8, 6), True), ((8, 9), False), ((9, 0), False), ((12, 0), False)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, cc=cc: cc)
         message = tp.fp8_refusal(torch.device("cuda", 0))
         assert (message is not None) == refused
         if refused:
             assert f"Some GPU is {cc[0]}.{cc[1]}" in message and "--fp8 false" in message
+    monkeypatch.setattr(tp, "fp8_probe", lambda device: "CUBLAS_STATUS_NOT_SUPPORTED")  # capability is not enough
+    message = tp.fp8_refusal(torch.device("cuda", 0))
+    assert "a row-wise scaled FP8 product failed: CUBLAS_STATUS_NOT_SUPPORTED" in message
+    monkeypatch.undo()
+    e4m3 = torch.zeros(16, 16, dtype=torch.float8_e4m3fn)
+    try:  # the probe itself: torch 2.13 runs FP8 products on CPU; a build without them reports the error
+        torch._scaled_mm(e4m3, e4m3.t(), scale_a=torch.ones(16, 1), scale_b=torch.ones(1, 16), out_dtype=torch.bfloat16)
+        assert tp.fp8_probe(torch.device("cpu")) is None
+    except (RuntimeError, NotImplementedError):
+        assert tp.fp8_probe(torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="--fp8 true needs a CUDA GPU with FP8 matrix units"):
         tp.main(["--preset", "cpu", *TINY, "--steps", "1", "--fp8", "true"])
