@@ -790,7 +790,7 @@ def fp8_active(enabled, x):
 
 def fp8_probe(device):
     """One 16 x 16 x 32 FP8Linear forward and backward on device: None if it runs, else the error's text (some
-    GPUs of capability >= 8.9 lack row-wise scaled FP8 products in cuBLAS)."""
+    GPUs of capability >= 8.9 lack row-wise scaled FP8 products in cuBLAS: pytorch/pytorch#192707, sm_120)."""
     try:
         x = torch.ones(16, 32, device=device, dtype=torch.bfloat16, requires_grad=True)
         w = torch.ones(16, 32, device=device, dtype=torch.bfloat16)
