@@ -339,7 +339,7 @@ def crop(seq, max_length, rng):
     return seq[a:a + max_length]
 
 
-FLEX_BLOCK = 128  # FlexAttention's tile (tokens): its masks are built, and micro-batches packed, in these blocks
+FLEX_BLOCK = 64  # FlexAttention's tile (tokens): its masks are built, and micro-batches packed, in these blocks
 
 
 def block_order(lengths, block=FLEX_BLOCK):
@@ -348,9 +348,10 @@ def block_order(lengths, block=FLEX_BLOCK):
     Document-masked FlexAttention computes every (block x block) tile in which two tokens share a sequence,
     so a sequence that straddles a block boundary costs tiles of its neighbours. Greedy, longest first: next
     comes the longest remaining sequence that ends exactly on a multiple of `block`, else the longest one. On
-    the reference shards 73% of the computed tiles' entries are within one sequence, against 59% in stream
-    order (records/2026-11-30_RopeTablesBlockOrder/tile_use.py). Order within a micro-batch changes no loss:
-    attention never crosses sequences and positions restart in each. Deterministic (ties keep their order)."""
+    the reference shards 86% of the computed 64-token tiles' entries are within one sequence, against 75% in
+    stream order (128-token tiles: 73% and 59%; records/2026-11-30_Flex64/tile_use.py). Order within a
+    micro-batch changes no loss: attention never crosses sequences and positions restart in each.
+    Deterministic (ties keep their order)."""
     rest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     by_end = defaultdict(list)  # length % block -> indices, longest first
     for i in rest:
@@ -523,6 +524,9 @@ def diffusion_t_range(step, cfg):
 # Model: pre-norm transformer encoder with RMSNorm, RoPE, QK-norm, ReLU² MLP, value embeddings, U-net skips.
 
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
+from torch._inductor.choices import InductorChoices
+from torch._inductor.runtime.hints import ReductionHint
+from torch._inductor.template_heuristics.triton import FlexBwDConfig, FlexConfig
 
 _flex_compiled = []  # torch.compile(flex_attention), made on first use (GPU only)
 
@@ -550,8 +554,8 @@ def document_ids(starts):
 def document_block_mask(doc, window):
     """FlexAttention BlockMask for attention within each sequence (and |q - k| <= window if window > 0).
 
-    doc: (T,) int32, non-decreasing. Built from 128x128 block summaries (as in modded-nanogpt), so the cost is
-    (T/128)² booleans, once per micro-batch, shared by all layers.
+    doc: (T,) int32, non-decreasing. Built from FLEX_BLOCK x FLEX_BLOCK block summaries (as in modded-nanogpt),
+    so the cost is (T/FLEX_BLOCK)² booleans, once per micro-batch, shared by all layers.
     """
     T = doc.numel()
     nb = T // FLEX_BLOCK
@@ -577,6 +581,43 @@ def document_block_mask(doc, window):
     partial = ordered(any_doc & ~one_doc)
     full = ordered(one_doc)
     return BlockMask.from_kv_blocks(*partial, *full, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod)
+
+
+class KernelChoices(InductorChoices):
+    """torch.compile's kernel choices for this model, through inductor's extension point (an InductorChoices
+    class in torch._inductor.config.inductor_choices_class; a config, not a handler, because the backward
+    compiles in autograd's device thread and handlers are per thread).
+
+    - FlexAttention on 64-token mask blocks (FLEX_BLOCK): 64x64 forward tiles (3 stages, 4 warps) and backward
+      tiles 32/64/64/32 (BLOCK_M1/N1 of the dK/dV pass, BLOCK_M2/N2 of the dQ pass). torch 2.11-2.13 offer
+      no backward tiles that fit a 64-token mask (they drop theirs before kernel_options apply). Against
+      128-token blocks with torch's tiles: attention 17% faster on a reference micro-batch, 15% fewer
+      computed tile entries (records/2026-11-30_Flex64).
+    - Row reductions (RMSNorm and its backward, FP8's row scales) up to 2,048 wide run persistent (whole row
+      in registers), not only those up to 1,024: the MLP's 1,536-wide rows.
+    One fixed choice each, never timed: the same kernels, and bits, on every run and rank. The tiles are sized
+    for the presets' head dim of 128 on an H100/H200-class GPU."""
+
+    def get_flex_attention_fwd_configs(self, head_dim, dtype, device_type="cuda"):
+        return [FlexConfig(64, 64, 3, 4)]
+
+    def get_flex_attention_bwd_configs(self, head_dim, dtype, device_type="cuda"):
+        return [FlexBwDConfig(32, 64, 64, 32, 3, 4)]
+
+    @staticmethod
+    def should_use_persistent_reduction(features, cooperative_reduction):
+        n = features.reduction_numel
+        if features.get_reduction_hint() == ReductionHint.INNER and getattr(n, "is_number", True) and int(n) <= 2048:
+            return True
+        return InductorChoices.should_use_persistent_reduction(features, cooperative_reduction)
+
+    def uuid(self):  # part of inductor's cache key (torch 2.13 asks for it)
+        return "train_plm.KernelChoices: flex fwd 64x64 s3w4, bwd 32/64/64/32 s3w4; persistent rows <= 2048"
+
+
+# for every torch.compile of this process (the training model, flex_attention_compiled in evaluation, probes and
+# scoring): torch's own FlexAttention tiles do not fit a 64-token mask
+torch._inductor.config.inductor_choices_class = KernelChoices
 
 
 def window_mask(n, window, device):
@@ -1288,7 +1329,7 @@ def evaluate(model, batches, device, rank, world_size, autocast):
     batch where it has none left), and sums, not means, are reduced, so the result is the same for any
     number of GPUs. Returns dict(loss, perplexity, accuracy, precision, recall, f1, mcc, masked_tokens)."""
     T = batches[0][0].shape[0]
-    empty = (np.full(T, PAD, np.uint8), np.arange(T) % 128 == 0, np.full(T, -100, np.int16))
+    empty = (np.full(T, PAD, np.uint8), np.arange(T) % FLEX_BLOCK == 0, np.full(T, -100, np.int16))
     per_rank = -(-len(batches) // world_size)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(V * V, dtype=torch.int64, device=device)
@@ -1468,7 +1509,7 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each canonical residue (the 20 amino
     acids; X, B, U, Z, O stay in the context but are not scored: no model can predict an unknown) is
     masked on its own and scored: one masked copy per position, copies packed into batches of one fixed
-    size (the larger of tokens_per_batch and the longest sequence + 2, rounded up to 128).
+    size (the larger of tokens_per_batch and the longest sequence + 2, rounded up to FLEX_BLOCK).
     sequences: list of residue arrays. Returns (mean cross-entropy in nats over the scored residues, its
     exp: the pseudo-perplexity, the number of residues not scored)."""
     device = next(model.parameters()).device

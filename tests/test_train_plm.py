@@ -724,6 +724,41 @@ def test_fp8_is_on_in_the_reference_preset_only():
     assert not tp.parse_config(["--preset", "cpu"], has_gpu=False).fp8
 
 
+def test_kernel_choices_are_installed_and_fit_the_mask_block():
+    """Every torch.compile of a process that imported train_plm gets KernelChoices; its FlexAttention tiles
+    divide FLEX_BLOCK on both sides (the lowering drops tiles that do not, and then has no kernel), and it
+    takes part in inductor's cache key (torch 2.13 asks for uuid(); torch 2.11 pickles the class)."""
+    import pickle
+    assert torch._inductor.config.inductor_choices_class is tp.KernelChoices
+    choices = tp.KernelChoices()
+    for c in choices.get_flex_attention_fwd_configs(128, torch.bfloat16, "cuda"):
+        assert tp.FLEX_BLOCK % c.block_m == 0 and tp.FLEX_BLOCK % c.block_n == 0
+    bwd = choices.get_flex_attention_bwd_configs(128, torch.bfloat16, "cuda")
+    assert bwd and all(tp.FLEX_BLOCK % t == 0 for c in bwd for t in (c.block_m1, c.block_n1, c.block_m2, c.block_n2))
+    assert "KernelChoices" in choices.uuid()
+    assert pickle.loads(pickle.dumps(tp.KernelChoices)) is tp.KernelChoices
+    if hasattr(torch._inductor.config, "save_config_portable"):
+        assert torch._inductor.config.save_config_portable()["inductor_choices_class"] == choices.uuid()
+
+
+def test_row_reductions_up_to_2048_wide_run_persistent(monkeypatch):
+    """Row (INNER) reductions up to 2,048 wide are persistent; wider ones and other shapes get inductor's
+    own decision (its default, replaced here by a marker: it needs a graph being compiled)."""
+    import sympy
+    from torch._inductor.choices import InductorChoices
+    from torch._inductor.runtime.hints import ReductionHint
+
+    def features(n, hint):
+        return types.SimpleNamespace(reduction_numel=n, get_reduction_hint=lambda: hint)
+    monkeypatch.setattr(InductorChoices, "should_use_persistent_reduction", staticmethod(lambda f, c: "inductor"))
+    decide = tp.KernelChoices.should_use_persistent_reduction
+    assert decide(features(sympy.Integer(1536), ReductionHint.INNER), False) is True
+    assert decide(features(2048, ReductionHint.INNER), False) is True
+    assert decide(features(sympy.Integer(4096), ReductionHint.INNER), False) == "inductor"
+    assert decide(features(sympy.Symbol("s0"), ReductionHint.INNER), False) == "inductor"
+    assert decide(features(sympy.Integer(1536), ReductionHint.OUTER), False) == "inductor"
+
+
 @torch.no_grad()
 def test_attention_does_not_leak_across_sequences():
     model = perturbed_model()
