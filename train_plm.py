@@ -68,7 +68,7 @@ class Config:
     valid_files: str = "data/shards/sample_valid_*.bin"
     test_files: str = "data/shards/sample_test_*.bin"
     max_length: int = 512  # tokens incl. <cls>/<eos>; longer sequences are cropped at a random window
-    tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of 128)
+    tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of FLEX_BLOCK, 64)
     tokens_per_step: int = 16384  # global batch; gradient accumulation = step / (micro x GPUs)
     # objective: MLM (80/10/10 at mask_rate) or masked diffusion (per-sequence rate t, loss CE / t)
     objective: str = "mlm"  # mlm | diffusion | mlm_to_diffusion
@@ -188,8 +188,10 @@ def parse_config(argv=None, has_gpu=None, base=None):
                  and not math.isfinite(getattr(cfg, f.name))]
     if nonfinite:  # nan passes every range check below (its comparisons are all False)
         parser.error(f"{', '.join(nonfinite)}: not a finite number")
-    if cfg.tokens_per_micro_batch % 128 or cfg.max_length > cfg.tokens_per_micro_batch:
-        parser.error("tokens_per_micro_batch must be a multiple of 128 and at least max_length")
+    if cfg.tokens_per_micro_batch % FLEX_BLOCK:  # micro-batches are packed in attention mask blocks
+        parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a multiple of {FLEX_BLOCK}")
+    if cfg.max_length > cfg.tokens_per_micro_batch:
+        parser.error(f"max_length {cfg.max_length} is longer than tokens_per_micro_batch {cfg.tokens_per_micro_batch}")
     if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
         parser.error("num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
     if cfg.model_dim % cfg.num_heads:
@@ -536,7 +538,8 @@ def flex_attention_compiled(q, k, v, block_mask):
     flex_attention would materialise every (T, T) score matrix. Callers keep T fixed per call (one compile)."""
     if not _flex_compiled:
         _flex_compiled.append(torch.compile(flex_attention, dynamic=False))
-    return _flex_compiled[0](q, k, v, block_mask=block_mask)
+    with torch._inductor.config.patch(inductor_choices_class=KernelChoices):  # tiles that fit FLEX_BLOCK
+        return _flex_compiled[0](q, k, v, block_mask=block_mask)
 
 
 def norm(x):
@@ -584,9 +587,10 @@ def document_block_mask(doc, window):
 
 
 class KernelChoices(InductorChoices):
-    """torch.compile's kernel choices for this model, through inductor's extension point (an InductorChoices
-    class in torch._inductor.config.inductor_choices_class; a config, not a handler, because the backward
-    compiles in autograd's device thread and handlers are per thread).
+    """torch.compile's kernel choices for this model, through inductor's extension point: an InductorChoices
+    class in torch._inductor.config.inductor_choices_class, which train() sets and flex_attention_compiled
+    patches in around its calls (a config, not a handler: the backward compiles in autograd's device thread,
+    and handlers are per thread; torch 2.13 carries the config of the thread that calls backward there).
 
     - FlexAttention on 64-token mask blocks (FLEX_BLOCK): 64x64 forward tiles (3 stages, 4 warps) and backward
       tiles 32/64/64/32 (BLOCK_M1/N1 of the dK/dV pass, BLOCK_M2/N2 of the dQ pass). torch 2.11-2.13 offer
@@ -608,17 +612,14 @@ class KernelChoices(InductorChoices):
     @staticmethod
     def should_use_persistent_reduction(features, cooperative_reduction):
         n = features.reduction_numel
-        if features.get_reduction_hint() == ReductionHint.INNER and getattr(n, "is_number", True) and int(n) <= 2048:
+        if (torch._inductor.config.triton.persistent_reductions and features.get_reduction_hint() == ReductionHint.INNER
+                and getattr(n, "is_number", True) and int(n) <= 2048):
             return True
         return InductorChoices.should_use_persistent_reduction(features, cooperative_reduction)
 
-    def uuid(self):  # part of inductor's cache key (torch 2.13 asks for it)
-        return "train_plm.KernelChoices: flex fwd 64x64 s3w4, bwd 32/64/64/32 s3w4; persistent rows <= 2048"
-
-
-# for every torch.compile of this process (the training model, flex_attention_compiled in evaluation, probes and
-# scoring): torch's own FlexAttention tiles do not fit a 64-token mask
-torch._inductor.config.inductor_choices_class = KernelChoices
+    def uuid(self):  # inductor's cache key holds this, not the code: it names every choice made above
+        return (f"train_plm.KernelChoices {self.get_flex_attention_fwd_configs(128, None)} "
+                f"{self.get_flex_attention_bwd_configs(128, None)} persistent INNER rows <= 2048")
 
 
 def window_mask(n, window, device):
@@ -2116,6 +2117,7 @@ def train(argv):
     # ranks, and with it a reduction's order; a guard: there it cost nothing measurable, and a run without it
     # trained the same bits)
     torch._inductor.config.deterministic = True
+    torch._inductor.config.inductor_choices_class = KernelChoices  # FlexAttention tiles that fit FLEX_BLOCK
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
     model = ProteinLM(cfg).to(device)

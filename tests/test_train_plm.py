@@ -724,21 +724,39 @@ def test_fp8_is_on_in_the_reference_preset_only():
     assert not tp.parse_config(["--preset", "cpu"], has_gpu=False).fp8
 
 
-def test_kernel_choices_are_installed_and_fit_the_mask_block():
-    """Every torch.compile of a process that imported train_plm gets KernelChoices; its FlexAttention tiles
-    divide FLEX_BLOCK on both sides (the lowering drops tiles that do not, and then has no kernel), and it
-    takes part in inductor's cache key (torch 2.13 asks for uuid(); torch 2.11 pickles the class)."""
+def test_kernel_choices_fit_the_mask_block_and_are_in_the_cache_key():
+    """KernelChoices' FlexAttention tiles divide FLEX_BLOCK on both sides (the lowering drops tiles that do not,
+    and then has no kernel), and its uuid (all inductor's cache key holds of it) names every choice, so other
+    tiles are other cache entries; the class pickles (torch 2.11 pickles the config for the key)."""
     import pickle
-    assert torch._inductor.config.inductor_choices_class is tp.KernelChoices
     choices = tp.KernelChoices()
     for c in choices.get_flex_attention_fwd_configs(128, torch.bfloat16, "cuda"):
         assert tp.FLEX_BLOCK % c.block_m == 0 and tp.FLEX_BLOCK % c.block_n == 0
     bwd = choices.get_flex_attention_bwd_configs(128, torch.bfloat16, "cuda")
     assert bwd and all(tp.FLEX_BLOCK % t == 0 for c in bwd for t in (c.block_m1, c.block_n1, c.block_m2, c.block_n2))
-    assert "KernelChoices" in choices.uuid()
+
+    class OtherTiles(tp.KernelChoices):
+        def get_flex_attention_bwd_configs(self, head_dim, dtype, device_type="cuda"):
+            return [tp.FlexBwDConfig(16, 64, 64, 16, 3, 4)]
+    assert OtherTiles().uuid() != choices.uuid() and "block_m1=32" in choices.uuid()
     assert pickle.loads(pickle.dumps(tp.KernelChoices)) is tp.KernelChoices
-    if hasattr(torch._inductor.config, "save_config_portable"):
-        assert torch._inductor.config.save_config_portable()["inductor_choices_class"] == choices.uuid()
+    if hasattr(torch._inductor.config, "save_config_portable"):  # torch 2.13: the factory's uuid() is the key
+        with torch._inductor.config.patch(inductor_choices_class=tp.KernelChoices):
+            assert torch._inductor.config.save_config_portable()["inductor_choices_class"] == choices.uuid()
+
+
+def test_kernel_choices_are_set_by_training_and_around_compiled_flex_attention(monkeypatch):
+    """Importing train_plm leaves inductor's config alone; flex_attention_compiled (evaluation outside the
+    training graph, probes, scoring) compiles with KernelChoices, and restores the caller's setting after."""
+    probe = "import torch, train_plm; print(torch._inductor.config.inductor_choices_class)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(tp.__file__).parent)
+    assert out.stdout.strip() == "None", out.stderr[-2000:]
+    seen = []
+    monkeypatch.setattr(tp, "_flex_compiled", [lambda q, k, v, block_mask: seen.append(
+        torch._inductor.config.inductor_choices_class)])
+    with torch._inductor.config.patch(inductor_choices_class=None):
+        tp.flex_attention_compiled(None, None, None, None)
+        assert seen == [tp.KernelChoices] and torch._inductor.config.inductor_choices_class is None
 
 
 def test_row_reductions_up_to_2048_wide_run_persistent(monkeypatch):
@@ -753,6 +771,8 @@ def test_row_reductions_up_to_2048_wide_run_persistent(monkeypatch):
     monkeypatch.setattr(InductorChoices, "should_use_persistent_reduction", staticmethod(lambda f, c: "inductor"))
     decide = tp.KernelChoices.should_use_persistent_reduction
     assert decide(features(sympy.Integer(1536), ReductionHint.INNER), False) is True
+    with torch._inductor.config.patch({"triton.persistent_reductions": False}):  # the user's switch wins
+        assert decide(features(sympy.Integer(1536), ReductionHint.INNER), False) == "inductor"
     assert decide(features(2048, ReductionHint.INNER), False) is True
     assert decide(features(sympy.Integer(4096), ReductionHint.INNER), False) == "inductor"
     assert decide(features(sympy.Symbol("s0"), ReductionHint.INNER), False) == "inductor"
@@ -1039,6 +1059,18 @@ def test_flag_checks_before_training(tmp_path):
     assert tp.parse_config(["--probe", "true"], has_gpu=False).probe  # the committed probe sets are there
 
 
+def test_micro_batch_size_is_checked_against_the_mask_block_and_max_length(capsys):
+    """tokens_per_micro_batch is packed in FLEX_BLOCK-token attention blocks and holds at least one cropped
+    sequence; each violation is refused with its own message."""
+    assert cfg_of("--tokens_per_micro_batch", 3 * tp.FLEX_BLOCK, "--max_length", 100).tokens_per_micro_batch == 192
+    with pytest.raises(SystemExit) as e:
+        tp.parse_config(["--tokens_per_micro_batch", "100", "--max_length", "64"], has_gpu=False)
+    assert e.value.code == 2 and f"tokens_per_micro_batch 100 is not a multiple of {tp.FLEX_BLOCK}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tp.parse_config(["--tokens_per_micro_batch", "128", "--max_length", "129"], has_gpu=False)
+    assert "max_length 129 is longer than tokens_per_micro_batch 128" in capsys.readouterr().err
+
+
 def test_a_step_of_partial_micro_batches_is_refused_with_a_value_that_fits(tmp_path):
     """tokens_per_step must hold whole micro-batches on every process; the error proposes the nearest that does
     and is also written to the run's log."""
@@ -1309,6 +1341,7 @@ def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
 
     assert result["steps"] == steps and result["world_size"] == 1 and result["device"] == "cpu"
     assert result["fp8"] is False  # RESULT says which precision trained (the reference preset: true)
+    assert torch._inductor.config.inductor_choices_class is tp.KernelChoices  # train() sets it for torch.compile
     assert result["val_unigram_entropy"] == pytest.approx(tp.unigram_entropy(counts), abs=1e-5)
     assert result["val_loss"] < LN_V - 1.0, result
     # it learned from context, not only amino-acid frequencies
