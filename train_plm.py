@@ -173,7 +173,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
         kind = {"bool": parse_bool, "int": int, "float": float}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)
         overrides = "".join(f", {p}: {v[f.name]!r}" for p, v in PRESETS.items() if f.name in v)
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {f.default!r}{overrides}")
+        default = "'speedrun' with a GPU, 'cpu' without" if f.name == "preset" else repr(f.default)
+        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {default}{overrides}")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.error(f"unknown arguments {unknown}; valid flags: " + " ".join(f"--{f.name}" for f in fields))
