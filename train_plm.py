@@ -1040,16 +1040,22 @@ def newton_schulz(G, steps=5):
     """Approximately orthogonalise each matrix of G (..., m, n) -> same shape, bfloat16 on GPU (float32 on
     CPU, where bf16 matmuls are slow): the quintic
     Newton-Schulz iteration of Muon (Jordan et al. 2024, kellerjordan.github.io/posts/muon). Singular
-    values land in about [0.7, 1.2] rather than exactly 1, which trains as well and is cheap."""
+    values land in about [0.7, 1.2] rather than exactly 1, which trains as well and is cheap. Each iteration
+    is three batched products, the sums in their epilogues (baddbmm, as in modded-nanogpt): the optimizer
+    step runs eagerly, and there its many small kernels, not their arithmetic, set the pace."""
     a, b, c = 3.4445, -4.7750, 2.0315
     X = G.bfloat16() if G.is_cuda else G.float()
     tall = G.size(-2) > G.size(-1)
     if tall:
         X = X.mT
+    shape = X.shape
+    X = X.reshape(-1, *shape[-2:])  # baddbmm takes (batch, m, n)
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
         A = X @ X.mT
-        X = a * X + (b * A + c * A @ A) @ X
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A
+        X = torch.baddbmm(X, B, X, beta=a, alpha=1)  # a X + B X
+    X = X.view(shape)
     return X.mT if tall else X
 
 
@@ -1139,18 +1145,17 @@ class Muon(torch.optim.Optimizer):
             if handle is not None:
                 handle.wait()
                 grads = tree_sum([[row] for row in grads.view(W, -1).unbind(0)])[0].view(size, *shape)
-            updates = []
-            for p, grad in zip(mine, grads):
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(grad)
-                buf = state["momentum_buffer"]
-                buf.lerp_(grad, 1 - group["momentum"])
-                updates.append(grad.lerp(buf, group["momentum"]))  # Nesterov
             (m, n), numel = shape[-2:], math.prod(shape)
             x = grads.new_zeros(0, numel)  # a rank past the chunk's last set has nothing to orthogonalise
             if mine:
-                x = newton_schulz(torch.stack(updates).view(-1, m, n)).to(grads.dtype).reshape(len(mine), numel)
+                grads = list(grads[:len(mine)])
+                for p, g in zip(mine, grads):
+                    if "momentum_buffer" not in self.state[p]:
+                        self.state[p]["momentum_buffer"] = torch.zeros_like(g)
+                bufs = [self.state[p]["momentum_buffer"] for p in mine]
+                torch._foreach_lerp_(bufs, grads, 1 - group["momentum"])
+                updates = torch._foreach_lerp(grads, bufs, group["momentum"])  # Nesterov
+                x = newton_schulz(torch.stack(updates).view(-1, m, n)).to(bufs[0].dtype).reshape(len(mine), numel)
             if W > 1:
                 x = torch.cat([x, x.new_zeros(size - len(mine), numel)])  # every rank sends `size` updates
                 full = x.new_empty(W * x.numel())

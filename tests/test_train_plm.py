@@ -971,6 +971,22 @@ def test_newton_schulz_batch_well_conditioned():
         assert torch.dist(Ug.T @ X[j].double() @ Vg.T, torch.diag(torch.diagonal(Ug.T @ X[j].double() @ Vg.T))) < 1e-2
 
 
+def test_newton_schulz_is_the_quintic_iteration_on_each_matrix():
+    """The baddbmm form (sums in the products' epilogues) is X <- a X + (b A + c A A) X, A = X X^T, on each
+    matrix of any leading shape, tall ones transposed: against the plain formula, one matrix at a time."""
+    g = torch.Generator().manual_seed(2)
+    G = torch.randn(2, 3, 40, 24, generator=g)  # tall: orthogonalised as its transpose
+    X = tp.newton_schulz(G)
+    a, b, c = 3.4445, -4.7750, 2.0315
+    for i in range(2):
+        for j in range(3):
+            Y = G[i, j].T / (G[i, j].norm() + 1e-7)
+            for _ in range(5):
+                A = Y @ Y.T
+                Y = a * Y + (b * A + c * A @ A) @ Y
+            torch.testing.assert_close(X[i, j], Y.T, atol=2e-5, rtol=1e-4)
+
+
 def test_tree_sum_bits_do_not_depend_on_the_split():
     """8 gradients summed by 1, 2, 4 or 8 ranks (rank r holds i = r, r + W, ...; each sums its own, then the W
     results are summed): tree_sum gives the same bits every time; summing in arrival order does not."""
