@@ -1603,8 +1603,9 @@ def composition(sequences):
 
 def sample_main(argv):
     """`python train_plm.py generate MODEL ...` (FASTA to stdout or --out) and
-    `python train_plm.py score MODEL FASTA` (pseudo-perplexity and composition). MODEL: an export folder or
-    a checkpoint (load_model)."""
+    `python train_plm.py score MODEL FASTA` (pseudo-perplexity and composition; a sequence longer than the
+    model's context, max_length - 2 residues, is scored on its first max_length - 2, as validation crops,
+    and counted). MODEL: an export folder or a checkpoint (load_model)."""
     mode = argv[0]
     ap = argparse.ArgumentParser(prog=f"train_plm.py {mode}", allow_abbrev=False)
     ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
@@ -1629,15 +1630,19 @@ def sample_main(argv):
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
     if mode == "score":
         ids, seqs, notes = read_fasta(args.fasta)
-        mean, ppl, skipped = pseudo_perplexity(model, seqs)
+        context = model.cfg.max_length - 2  # residues between <cls> and <eos>: positions the model trained on
+        cropped = sum(len(s) > context for s in seqs)
+        scored = [s[:context] for s in seqs]
+        mean, ppl, skipped = pseudo_perplexity(model, scored)
         comp = composition(seqs)
-        print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in seqs)} residues, pseudo-perplexity "
-              f"{ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue); normalised: "
-              f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped; "
-              f"{skipped} non-canonical residues (X B U Z O) kept as context, not scored")
-        print("composition " + " ".join(f"{a}:{c:.4f}" for a, c in comp.items()))
+        print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in scored)} residues scored, "
+              f"pseudo-perplexity {ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue); normalised: "
+              f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped, {cropped} "
+              f"longer than the model's context cropped to their first {context} residues; {skipped} "
+              "non-canonical residues (X B U Z O) kept as context, not scored")
+        print("composition (whole sequences) " + " ".join(f"{a}:{c:.4f}" for a, c in comp.items()))
         return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, not_scored=skipped,
-                    composition=comp)
+                    cropped=cropped, composition=comp)
     try:
         templates = [parse_template(t) for t in args.template] if args.template else \
             [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]

@@ -288,6 +288,21 @@ def test_generate_and_score_commands(tmp_path, capsys):
     assert re.fullmatch(r">generated_0 seed=5 temperature=1.0 steps=5 order_noise=4.5\nMK[A-Z]{2}A\n", printed)
     result = tp.main(["score", folder, str(out)])
     assert result["sequences"] == 3 and sum(result["composition"].values()) == pytest.approx(1.0)
+    assert result["cropped"] == 0
+    # longer than the model's context: scored on the first max_length - 2 residues, counted and reported
+    context = tiny_model().cfg.max_length - 2
+    rng = np.random.default_rng(3)
+    long_seq = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), context + 7))
+    crop_file = tmp_path / "long.fasta"
+    crop_file.write_text(f">long\n{long_seq}\n>short\n{long_seq[:10]}\n")
+    capsys.readouterr()
+    result = tp.main(["score", folder, str(crop_file)])
+    printed = capsys.readouterr().out
+    assert result["cropped"] == 1 and f"1 longer than the model's context cropped to their first {context}" in printed
+    assert f"{context + 10} residues scored" in printed
+    whole = tp.pseudo_perplexity(tp.load_model(folder)[0], [tp.encode(long_seq[:context], add_special=False),
+                                                            tp.encode(long_seq[:10], add_special=False)])
+    assert result["pseudo_nll"] == pytest.approx(whole[0])
     with pytest.raises(SystemExit):
         tp.main(["generate", folder, "--template", "MK<eos>"])
     with pytest.raises(SystemExit):  # longer than the model's context (cfg_of's max_length)
