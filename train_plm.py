@@ -233,6 +233,7 @@ TOKEN_ID = {t: i for i, t in enumerate(VOCAB)}
 CLS, PAD, EOS, UNK, MASK = 0, 1, 2, 3, 32
 CANONICAL = range(4, 24)  # the 20 standard amino acids
 RESIDUES = range(4, 29)  # canonical + X B U Z O: the positions MLM may select and evaluation scores
+RESIDUE_LETTERS = frozenset(VOCAB[RESIDUES.start:RESIDUES.stop])  # what a FASTA record may hold
 V = len(VOCAB)
 
 
@@ -1411,6 +1412,9 @@ def load_model(path, device="cpu"):
     """Load a trained model: path = an export folder (model.safetensors + config.json, see export_model) or
     a training checkpoint (.pt). Returns (ProteinLM in eval mode on device, Config)."""
     if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise FileNotFoundError(f"{path}: not an export folder (no config.json; export_model writes "
+                                    "model.safetensors + config.json) and not a checkpoint .pt")
         from safetensors.torch import load_file
         with open(os.path.join(path, "config.json")) as f:
             cfg = Config(**json.load(f))
@@ -1558,13 +1562,15 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
 
 
 def read_fasta(path):
-    """(ids, residue arrays np.uint8, normalisations) of a FASTA file (.gz too). Normalised and counted, as
-    data/prepare.py does: lower case upper-cased, one final '*' stripped. Raises ValueError naming the file
-    (and the record) on an unreadable or empty file, a sequence line before the first header, an empty
-    record or a character outside the vocabulary."""
+    """(ids, residue arrays np.uint8, normalisations) of a FASTA file (.gz too; a leading UTF-8 byte-order mark
+    is skipped). Normalised and counted, as data/prepare.py does: lower case upper-cased, one final '*'
+    stripped. Raises ValueError naming the file (and the record) on an unreadable or empty file, a sequence
+    line before the first header, an empty record or a character other than the 25 residue letters (the 20
+    amino acids and X B U Z O; as data/prepare.py, gaps '-' '.' and tokens such as <mask> are refused)."""
     records = []  # [id, [lines]]
     try:
-        with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+        with (gzip.open(path, "rt", encoding="utf-8-sig") if path.endswith(".gz")
+              else open(path, encoding="utf-8-sig")) as f:
             for line in f:
                 line = line.strip()
                 if line.startswith(">"):
@@ -1587,6 +1593,10 @@ def read_fasta(path):
         notes["upper_cased"] += text != text.upper()
         if not text:
             raise ValueError(f"{path}: record {rid!r} is empty")
+        bad = next((i for i, ch in enumerate(text.upper()) if ch not in RESIDUE_LETTERS), None)
+        if bad is not None:
+            raise ValueError(f"{path}: record {rid!r}: character {text[bad]!r} at position {bad + 1} is not a "
+                             "residue (the 20 amino acids and X B U Z O)")
         try:
             seqs.append(encode(text, add_special=False))
         except ValueError as e:
@@ -1633,9 +1643,12 @@ def sample_main(argv):
         context = model.cfg.max_length - 2  # residues between <cls> and <eos>: positions the model trained on
         cropped = sum(len(s) > context for s in seqs)
         scored = [s[:context] for s in seqs]
-        mean, ppl, skipped = pseudo_perplexity(model, scored)
+        skipped = sum(int(((s < CANONICAL.start) | (s >= CANONICAL.stop)).sum()) for s in scored)
+        if skipped == sum(len(s) for s in scored):
+            raise ValueError(f"{args.fasta}: no canonical residue to score (all {skipped} are X B U Z O)")
+        mean, ppl, _ = pseudo_perplexity(model, scored)
         comp = composition(seqs)
-        print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in scored)} residues scored, "
+        print(f"{args.fasta}: {len(seqs)} sequences, {sum(len(s) for s in scored) - skipped} residues scored, "
               f"pseudo-perplexity {ppl:.3f} (mean masked cross-entropy {mean:.4f} nats per residue); normalised: "
               f"{notes['upper_cased']} upper-cased, {notes['stop_stripped']} final '*' stripped, {cropped} "
               f"longer than the model's context cropped to their first {context} residues; {skipped} "

@@ -320,6 +320,22 @@ def test_generate_and_score_commands(tmp_path, capsys):
     bad.write_text(">a\nMK*V\n")
     with pytest.raises(ValueError, match=r"record 'a': character '\*' at position 3"):
         tp.read_fasta(str(bad))
+    # as data/prepare.py: only the 25 residue letters; gaps and tokens are refused, not read as tokens
+    for text, char, pos in ((">g\nMK-V\n", "-", 3), (">g\nMK.V\n", ".", 3), (">g\nMK<mask>V\n", "<", 3)):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=f"record 'g': character '{re.escape(char)}' at position {pos} is not a residue"):
+            tp.read_fasta(str(bad))
+    bad.write_bytes("\ufeff>bom\nMKV\n".encode())  # a UTF-8 byte-order mark before the first header
+    assert tp.read_fasta(str(bad))[0] == ["bom"]
+    bad.write_text(">allx\nXXXXB\n")  # nothing canonical to score: an error, not a perfect score
+    with pytest.raises(SystemExit, match=r"bad\.fasta: no canonical residue to score \(all 5 are X B U Z O\)"):
+        tp.main(["score", folder, str(bad)])
+    bad.write_text(">x\nMKXVB\n")  # X and B: context, not scored, and not counted as scored
+    capsys.readouterr()
+    assert tp.main(["score", folder, str(bad)])["not_scored"] == 2
+    assert "3 residues scored" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not an export folder"):
+        tp.main(["score", str(tmp_path), str(out)])
     # command-line errors: one line naming the file, no traceback
     bad.write_text("")
     with pytest.raises(SystemExit, match=r"score: error: .*bad\.fasta: no FASTA record"):
