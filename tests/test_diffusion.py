@@ -263,6 +263,8 @@ def test_pseudo_perplexity():
     with_x[1][[3, 7]] = [24, 25]
     mean_x, _, skipped = tp.pseudo_perplexity(model, with_x, tokens_per_batch=100)
     assert skipped == 2
+    with pytest.raises(ValueError, match=r"no canonical residue to score \(all 3 are X B U Z O\)"):
+        tp.pseudo_perplexity(model, [np.array([24, 25, 24])])
     by_hand = []
     for s in with_x:
         for j in range(len(s)):
