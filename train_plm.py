@@ -1615,6 +1615,14 @@ def composition(sequences):
     return {VOCAB[CANONICAL.start + i]: float(c) / max(int(aa.sum()), 1) for i, c in enumerate(aa)}
 
 
+def check_out_folder(ap, out):
+    """Usage error (ap.error: exit status 2) when --out names a file in a folder that does not exist, before
+    any work rather than after it."""
+    folder = os.path.dirname(os.path.abspath(out)) if out else ""
+    if out and not os.path.isdir(folder):
+        ap.error(f"--out {out}: folder {folder} does not exist")
+
+
 def sample_main(argv):
     """`python train_plm.py generate MODEL ...` (FASTA to stdout or --out) and
     `python train_plm.py score MODEL FASTA` (pseudo-perplexity and composition; a sequence longer than the
@@ -1641,6 +1649,8 @@ def sample_main(argv):
     if mode == "generate" and (args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0
                                or args.order_noise < 0):
         ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
+    if mode == "generate":
+        check_out_folder(ap, args.out)
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
     if mode == "score":
         ids, seqs, notes = read_fasta(args.fasta)
@@ -1933,6 +1943,7 @@ def probe_main(argv):
     ap.add_argument("--skip_baselines", action="store_true", help="only the trained model")
     ap.add_argument("--out", default="", help="also write the results as JSON here")
     args = ap.parse_args(argv[1:])
+    check_out_folder(ap, args.out)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, cfg = load_model(args.model, device)
     print(f"== trained model: {args.model}")
@@ -2057,16 +2068,25 @@ def main(argv=None):
     error (SystemExit) instead of a traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     mode = argv[0] if argv and argv[0] in ("generate", "score", "probe") else None
+    prog = f"train_plm.py {mode}" if mode else "train_plm.py"
     try:
         if mode:
             return (probe_main if mode == "probe" else sample_main)(argv)
         return train(argv)
     except (FileNotFoundError, ShardError) as e:  # missing or broken data: the message names the file
-        raise SystemExit(f"train_plm.py: error: {e}")
+        raise SystemExit(f"{prog}: error: {error_text(e)}")
     except (OSError, EOFError, ValueError) as e:
         if mode is None:
             raise  # in training these are not user errors: keep the traceback
-        raise SystemExit(f"train_plm.py {mode}: error: {e}")
+        raise SystemExit(f"{prog}: error: {error_text(e)}")
+
+
+def error_text(e):
+    """An OSError raised by open() as 'FILE: reason' (e.g. 'x.fasta: No such file or directory'), as the
+    other errors name their file first; any other exception's own text."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    return str(e)
 
 
 def train(argv):

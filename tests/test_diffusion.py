@@ -351,6 +351,16 @@ def test_generate_and_score_commands(tmp_path, capsys):
         tp.main(["score", folder, str(trunc)])
     with pytest.raises(SystemExit, match="nothere"):
         tp.main(["score", str(tmp_path / "nothere"), str(out)])
+    # a missing file: 'FILE: reason', as the other errors (not Python's '[Errno 2] ...')
+    with pytest.raises(SystemExit, match=r"^train_plm\.py score: error: \S*missing\.fasta: No such file or directory$"):
+        tp.main(["score", folder, str(tmp_path / "missing.fasta")])
+    # --out in a folder that does not exist: a usage error before generating or probing, not after
+    for mode in ("generate", "probe"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            tp.main([mode, folder, "--out", str(tmp_path / "nodir" / "o.txt")])
+        assert e.value.code == 2
+        assert f"train_plm.py {mode}: error: --out " in capsys.readouterr().err
     for flags in (["--num", "0"], ["--length", "0"], ["--temperature", "-1"], ["--template", ""]):
         with pytest.raises(SystemExit):
             tp.main(["generate", folder, *flags])
