@@ -1618,9 +1618,8 @@ def composition(sequences):
 def check_out_folder(ap, out):
     """Usage error (ap.error: exit status 2) when --out names a file in a folder that does not exist, before
     any work rather than after it."""
-    folder = os.path.dirname(os.path.abspath(out)) if out else ""
-    if out and not os.path.isdir(folder):
-        ap.error(f"--out {out}: folder {folder} does not exist")
+    if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        ap.error(f"--out {out}: its folder does not exist")
 
 
 def sample_main(argv):
