@@ -533,13 +533,18 @@ from torch._inductor.runtime.hints import ReductionHint
 from torch._inductor.template_heuristics.triton import FlexBwDConfig, FlexConfig
 
 _flex_compiled = []  # torch.compile(flex_attention), made on first use (GPU only)
+# inductor's deterministic mode: kernel variants chosen by heuristics, never by timing them (a timed choice, such
+# as padding a product or a reduction's tile, can differ between machines, runs and ranks, and with it a sum's
+# order). A compile option, not the global flag: dynamo resets that after compiling each frame, when it restores
+# torch.use_deterministic_algorithms, which sets it (torch 2.11-2.13; records/2026-11-30_InductorDeterministic)
+INDUCTOR_OPTIONS = {"deterministic": True}
 
 
 def flex_attention_compiled(q, k, v, block_mask):
     """flex_attention compiled on its own, for a model that is not (probes, generation, scoring): eager
     flex_attention would materialise every (T, T) score matrix. Callers keep T fixed per call (one compile)."""
     if not _flex_compiled:
-        _flex_compiled.append(torch.compile(flex_attention, dynamic=False))
+        _flex_compiled.append(torch.compile(flex_attention, dynamic=False, options=INDUCTOR_OPTIONS))
     with torch._inductor.config.patch(inductor_choices_class=KernelChoices):  # tiles that fit FLEX_BLOCK
         return _flex_compiled[0](q, k, v, block_mask=block_mask)
 
@@ -2159,11 +2164,8 @@ def train(argv):
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
     # (records/2026-11-30_Deterministic and _FusedQKVPrep: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks;
     # one 2-GPU run of records/2026-11-30_MuonSets did not, cause not found): one-hot embedding lookups,
-    # tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor
-    # choosing kernel variants by heuristics, not by timing them (a timed choice can differ between runs and
-    # ranks, and with it a reduction's order; a guard: there it cost nothing measurable, and a run without it
-    # trained the same bits)
-    torch._inductor.config.deterministic = True
+    # tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor's
+    # deterministic mode (INDUCTOR_OPTIONS)
     torch._inductor.config.inductor_choices_class = KernelChoices  # FlexAttention tiles that fit FLEX_BLOCK
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
@@ -2176,7 +2178,7 @@ def train(argv):
                          "(--max_params 0 lifts the cap for runs that are not speed-track records)")
     opts, counts = make_optimizers(model, cfg, device.type == "cuda", rank, world_size)
     log("optimizer groups " + ", ".join(f"{k}: {n} tensors / {m:,} params" for k, (n, m) in counts.items()))
-    train_model = torch.compile(model, dynamic=False) if cfg.compile else model
+    train_model = torch.compile(model, dynamic=False, options=INDUCTOR_OPTIONS) if cfg.compile else model
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     mask_gen = torch.Generator(device)  # re-seeded per global micro-batch: masks independent of the GPU count
 

@@ -759,6 +759,20 @@ def test_kernel_choices_are_set_by_training_and_around_compiled_flex_attention(m
         assert seen == [tp.KernelChoices] and torch._inductor.config.inductor_choices_class is None
 
 
+def test_inductor_deterministic_mode_holds_for_every_compile(monkeypatch):
+    """Dynamo resets inductor's global deterministic flag after compiling a frame (it restores
+    torch.use_deterministic_algorithms, which sets it): a flag set once held only until the first graph break,
+    and inductor timed its choices after. INDUCTOR_OPTIONS, passed to torch.compile, holds in every compile."""
+    seen = []
+    monkeypatch.setattr(torch._inductor.config, "post_grad_custom_post_pass",
+                        lambda graph: seen.append(torch._inductor.config.deterministic))
+    with torch._inductor.config.patch(deterministic=True):
+        torch.compile(lambda x: x.cos() * 2, dynamic=False)(torch.ones(3))
+        assert seen == [True] and torch._inductor.config.deterministic is False  # the reset this works around
+        torch.compile(lambda x: x.sin() * 3, dynamic=False, options=tp.INDUCTOR_OPTIONS)(torch.ones(3))
+    assert seen == [True, True]
+
+
 def test_row_reductions_up_to_2048_wide_run_persistent(monkeypatch):
     """Row (INNER) reductions up to 2,048 wide are persistent; wider ones and other shapes get inductor's
     own decision (its default, replaced here by a marker: it needs a graph being compiled)."""
