@@ -2,7 +2,7 @@
 ("KeyError: example_value" in dynamo's are_same_graph_modules). Traces forward + backward of the reference
 model (real micro-batch, dynamo backend "eager": tracing only, no inductor) for each file given, with FP8 on
 and off; on a KeyError prints the placeholders that lack example_value.
-python3 exp/region_probe.py FILE..."""
+python3 exp/region_probe.py FILE... [-- TRAINER FLAGS]"""
 import importlib.util, sys, time, traceback, torch
 import torch._dynamo.variables.higher_order_ops as hop
 _same = hop.are_same_graph_modules
@@ -14,12 +14,14 @@ def same(fn_name, a, b, fake_mode):
                       f" users {[str(u) for u in list(n.users)[:3]]}", flush=True)
     return _same(fn_name, a, b, fake_mode)
 hop.are_same_graph_modules = same
-for path in sys.argv[1:]:
+files = sys.argv[1:sys.argv.index("--")] if "--" in sys.argv else sys.argv[1:]
+extra = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+for path in files:
     for fp8 in ("true", "false"):
         spec = importlib.util.spec_from_file_location("train_plm", path)
         tp = importlib.util.module_from_spec(spec); sys.modules["train_plm"] = tp; spec.loader.exec_module(tp)
         torch._dynamo.reset()
-        cfg = tp.parse_config(["--preset", "reference", "--fp8", fp8], has_gpu=True)
+        cfg = tp.parse_config(["--preset", "reference", "--fp8", fp8] + extra, has_gpu=True)
         loader = tp.PackedLoader(tp.resolve_files(cfg.train_files, "train"), cfg, 0, 1, torch.device("cuda"), 0)
         tokens, starts, gi = loader.next()
         model = tp.ProteinLM(cfg).cuda()
