@@ -2161,11 +2161,11 @@ def train(argv):
         raise SystemExit(msg if rank == 0 else 2)  # printed once, not by every rank
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
-    # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step
-    # (records/2026-11-30_Deterministic and _FusedQKVPrep: 1 and 2 H200s; tests: 1, 2 and 4 CPU ranks;
-    # one 2-GPU run of records/2026-11-30_MuonSets did not, cause not found): one-hot embedding lookups,
-    # tree_sum's order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor's
-    # deterministic mode (INDUCTOR_OPTIONS)
+    # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step, and across
+    # machines of one kind (records/2026-11-30_InductorDeterministic: 1 GPU of two H200 machines, 2 of a third;
+    # tests: 1, 2 and 4 CPU ranks; one 2-GPU run of records/2026-11-30_MuonSets did not, when inductor's
+    # deterministic mode did not hold): one-hot embedding lookups, tree_sum's order, Muon's sets (its
+    # Newton-Schulz batches, the same for any GPU count), and inductor's deterministic mode (INDUCTOR_OPTIONS)
     torch._inductor.config.inductor_choices_class = KernelChoices  # FlexAttention tiles that fit FLEX_BLOCK
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
