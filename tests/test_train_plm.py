@@ -773,6 +773,43 @@ def test_inductor_deterministic_mode_holds_for_every_compile(monkeypatch):
     assert seen == [True, True]
 
 
+def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gradients(monkeypatch, tmp_path):
+    """compile_regions (the trainer's torch.compile on GPU) compiles each block on its own; its point is that
+    all blocks of one kind (without and with a U-net skip) share one compiled graph, so cold starts do not grow
+    with depth. An input that aliases another (block 0's x is x0; the first skip is x itself) would compile
+    apart: dynamo guards on aliasing. And the compiled gradients must be eager's: a reused graph computed
+    wrong ones through split nested_compile_regions (records/2026-11-30_InductorDeterministic). Inductor on
+    CPU, FP8 products forced on, 4 blocks (the first two without a skip, the last two with one)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cached graph would not be recompiled
+    monkeypatch.setattr(tp, "fp8_active", lambda enabled, x: bool(enabled) and torch.is_grad_enabled())
+    cfg = tp.parse_config(["--preset", "cpu", "--num_layers", "4", "--num_value_embeds", "2", "--fp8", "true"],
+                          has_gpu=True)
+    torch.manual_seed(0)
+    model = tp.ProteinLM(cfg)
+    with torch.no_grad():  # no zero-initialised output projection or decoder: every gradient is non-zero
+        for b in model.blocks:
+            tp.init_linear(b.attn.out.weight), tp.init_linear(b.mlp.proj.weight)
+        tp.init_linear(model.decoder.weight)
+    tokens = torch.randint(4, 24, (256,))
+    starts = torch.zeros(256, dtype=torch.bool)
+    starts[[0, 100]] = True
+    torch._dynamo.reset()
+    grads = []
+    for compiled in (False, True):  # compile_regions compiles in place: eager first
+        if compiled:
+            tp.compile_regions(model)
+        model.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            model(tokens, starts, tokens).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.Block.forward.__code__)) == 2
+    eager, compiled = grads
+    bad = {n: (float((compiled[n] - g).abs().max()), float(g.abs().max())) for n, g in eager.items()
+           if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # bf16 rounding: up to ~13% (the scalars)
+    assert not bad, bad
+    torch._dynamo.reset()
+
+
 def test_row_reductions_up_to_2048_wide_run_persistent(monkeypatch):
     """Row (INNER) reductions up to 2,048 wide are persistent; wider ones and other shapes get inductor's
     own decision (its default, replaced here by a marker: it needs a graph being compiled)."""
