@@ -1049,8 +1049,9 @@ def compile_regions(model):
     skip) instead of tracing and lowering 24 blocks. Nothing fuses across a block's edge; the U-net skip is
     added inside the block, where it fuses with the block's first norm. On an H200, reference preset, cold
     cache: compile + first step 25.8 s against 68.3 s for torch.compile(model), median step 1,041.7 against
-    1,021.4 ms (+2.0%, the same host's other GPU; records/2026-11-30_RegionalCompile). torch.compile(model,
-    dynamic=False, options=INDUCTOR_OPTIONS) in its place trades that back."""
+    1,021.4 ms (+2.0%, the same host's other GPU; records/2026-11-30_RegionalCompile). The warm-up is outside
+    the training clock, the steps are not: torch.compile(model, dynamic=False, options=INDUCTOR_OPTIONS) in its
+    place trades the compile time back for those ~2%."""
     for block in model.blocks:
         block.compile(dynamic=False, options=INDUCTOR_OPTIONS)
     model.embed_inputs = torch.compile(model.embed_inputs, dynamic=False, options=INDUCTOR_OPTIONS)

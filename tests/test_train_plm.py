@@ -759,14 +759,15 @@ def test_kernel_choices_are_set_by_training_and_around_compiled_flex_attention(m
         assert seen == [tp.KernelChoices] and torch._inductor.config.inductor_choices_class is None
 
 
-def test_inductor_deterministic_mode_holds_for_every_compile(monkeypatch):
+def test_inductor_deterministic_mode_holds_for_every_compile():
     """Dynamo resets inductor's global deterministic flag after compiling a frame (it restores
     torch.use_deterministic_algorithms, which sets it): a flag set once held only until the first graph break,
     and inductor timed its choices after. INDUCTOR_OPTIONS, passed to torch.compile, holds in every compile."""
     seen = []
-    monkeypatch.setattr(torch._inductor.config, "post_grad_custom_post_pass",
-                        lambda graph: seen.append(torch._inductor.config.deterministic))
-    with torch._inductor.config.patch(deterministic=True):
+    # config.patch, not monkeypatch: pytest >= 9.2 restores an attribute missing from the module's __dict__ by
+    # deleting it, which hides an inductor config entry for every later compile
+    with torch._inductor.config.patch(deterministic=True, post_grad_custom_post_pass=lambda graph: seen.append(
+            torch._inductor.config.deterministic)):
         torch.compile(lambda x: x.cos() * 2, dynamic=False)(torch.ones(3))
         assert seen == [True] and torch._inductor.config.deterministic is False  # the reset this works around
         torch.compile(lambda x: x.sin() * 3, dynamic=False, options=tp.INDUCTOR_OPTIONS)(torch.ones(3))
@@ -805,7 +806,7 @@ def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gr
     assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.Block.forward.__code__)) == 2
     eager, compiled = grads
     bad = {n: (float((compiled[n] - g).abs().max()), float(g.abs().max())) for n, g in eager.items()
-           if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # bf16 rounding: up to ~13% (the scalars)
+           if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # rounding: up to ~6% (the scalars)
     assert not bad, bad
     torch._dynamo.reset()
 
