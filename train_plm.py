@@ -1044,7 +1044,7 @@ class ProteinLM(nn.Module):
 def compile_regions(model):
     """Regional compilation (PyTorch's recipe for models of repeated layers, "Reducing torch.compile cold start
     compilation time with regional compilation"): each block, the embedding and the head compiled on their
-    own, in place (evaluation and the end-of-run probes use them too); returns model. Dynamo takes parameters
+    own, in place (evaluation and the end-of-run probes use them too). Dynamo takes parameters
     as graph inputs, so all blocks of one kind share one compiled graph: 2 kinds (with and without a U-net
     skip) instead of tracing and lowering 24 blocks. Nothing fuses across a block's edge; the U-net skip is
     added inside the block, where it fuses with the block's first norm. On an H200, reference preset, cold
@@ -1056,7 +1056,6 @@ def compile_regions(model):
         block.compile(dynamic=False, options=INDUCTOR_OPTIONS)
     model.embed_inputs = torch.compile(model.embed_inputs, dynamic=False, options=INDUCTOR_OPTIONS)
     model.head = torch.compile(model.head, dynamic=False, options=INDUCTOR_OPTIONS)
-    return model
 
 
 def flops_per_token(model, mean_sq_len):
@@ -2209,7 +2208,8 @@ def train(argv):
                          "(--max_params 0 lifts the cap for runs that are not speed-track records)")
     opts, counts = make_optimizers(model, cfg, device.type == "cuda", rank, world_size)
     log("optimizer groups " + ", ".join(f"{k}: {n} tensors / {m:,} params" for k, (n, m) in counts.items()))
-    train_model = compile_regions(model) if cfg.compile else model
+    if cfg.compile:
+        compile_regions(model)
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     mask_gen = torch.Generator(device)  # re-seeded per global micro-batch: masks independent of the GPU count
 
@@ -2249,7 +2249,7 @@ def train(argv):
             else:
                 masked = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)
             with autocast:
-                loss = train_model(masked[0], starts, *masked[1:])
+                loss = model(masked[0], starts, *masked[1:])
             (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
             loss_sum += loss.detach()
             # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
@@ -2289,7 +2289,7 @@ def train(argv):
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 first_step_s = time.perf_counter() - t
-        evaluate(train_model, valid[:1], device, 0, 1, autocast)
+        evaluate(model, valid[:1], device, 0, 1, autocast)
         model.load_state_dict(state)
         for o, st in zip(opts, opt_states):
             o.load_state_dict(st)
@@ -2361,10 +2361,10 @@ def train(argv):
 
     def validate(step_done):
         """The 15% MLM protocol; plus the NELBO for diffusion objectives, and for every objective at the end."""
-        v = evaluate(train_model, valid, device, rank, world_size, autocast)
+        v = evaluate(model, valid, device, rank, world_size, autocast)
         nelbo = ""
         if nelbo_grid and (cfg.objective != "mlm" or step_done == cfg.steps):
-            v["nelbo"] = validation_nelbo(train_model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
+            v["nelbo"] = validation_nelbo(model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
             nelbo = f" val_nelbo:{v['nelbo']:.4f}"
         log(f"step:{step_done}/{cfg.steps} val_loss:{v['loss']:.4f} val_ppl:{v['perplexity']:.3f} "
             f"val_acc:{v['accuracy']:.4f} val_f1:{v['f1']:.4f} val_mcc:{v['mcc']:.4f}{nelbo} "
@@ -2415,13 +2415,13 @@ def train(argv):
                 sync()
                 train_time += time.perf_counter() - t0
                 if check and not full:  # a quarter of the shard; near the target, the whole shard decides
-                    quarter = evaluate(train_model, valid_quarter, device, rank, world_size, autocast)["loss"]
+                    quarter = evaluate(model, valid_quarter, device, rank, world_size, autocast)["loss"]
                     log(f"step:{step + 1}/{cfg.steps} val_loss_quarter:{quarter:.4f} train_time:{train_time:.1f}s")
                     full = quarter <= cfg.target_val_loss + TARGET_SLACK
                 if full:
                     val = validate(step + 1)
                     if cfg.target_val_loss and not target and val["loss"] <= cfg.target_val_loss:
-                        t = evaluate(train_model, test_batches, device, rank, world_size, autocast)
+                        t = evaluate(model, test_batches, device, rank, world_size, autocast)
                         target = dict(step=step + 1, time=train_time)
                         log(f"target val_loss {cfg.target_val_loss} reached: step {step + 1}, train_time "
                             f"{train_time:.2f}s, val_loss {val['loss']:.4f}, test_loss {t['loss']:.4f}")
@@ -2466,8 +2466,8 @@ def train(argv):
 
     steps_done = step + 1 if cfg.steps > start_step else start_step
     if nelbo_grid and "nelbo" not in val:  # stopped at the target: the end-of-run NELBO still comes
-        val["nelbo"] = validation_nelbo(train_model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
-    test = evaluate(train_model, test_batches, device, rank, world_size, autocast)
+        val["nelbo"] = validation_nelbo(model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
+    test = evaluate(model, test_batches, device, rank, world_size, autocast)
     log(f"test_loss:{test['loss']:.4f} test_ppl:{test['perplexity']:.3f} test_acc:{test['accuracy']:.4f} "
         f"test_f1:{test['f1']:.4f} test_mcc:{test['mcc']:.4f}")
 
