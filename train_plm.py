@@ -13,7 +13,7 @@ diffusion) in one file, and generate from / score with a trained one.
         --preset reference --tokens_per_step 1048576   # 16 GPUs need 16 micro-batches: a 2x batch
 
 Design contract: one self-contained file (standard library, torch, numpy; on a GPU also Triton, which CUDA
-builds of torch bring, for two fused kernels), read top to bottom in the order
+builds of torch bring, for its own kernels: attention and QK-norm + RoPE), read top to bottom in the order
 data flows: settings -> tokenizer -> shards and loader -> masking -> model -> optimizers -> evaluation ->
 checkpoints and export -> generation and scoring -> logging -> main loop. A record of the speedrun is a
 frozen copy of this file plus the log it wrote, and the log begins with this file's exact source. What is
@@ -68,7 +68,7 @@ class Config:
     valid_files: str = "data/shards/sample_valid_*.bin"
     test_files: str = "data/shards/sample_test_*.bin"
     max_length: int = 512  # tokens incl. <cls>/<eos>; longer sequences are cropped at a random window
-    tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of FLEX_BLOCK, 64)
+    tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of ATTN_BLOCK, 64)
     tokens_per_step: int = 16384  # global batch; gradient accumulation = step / (micro x GPUs)
     # objective: MLM (80/10/10 at mask_rate) or masked diffusion (per-sequence rate t, loss CE / t)
     objective: str = "mlm"  # mlm | diffusion | mlm_to_diffusion
@@ -189,8 +189,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
                  and not math.isfinite(getattr(cfg, f.name))]
     if nonfinite:  # nan passes every range check below (its comparisons are all False)
         parser.error(f"{', '.join(nonfinite)}: not a finite number")
-    if cfg.tokens_per_micro_batch % FLEX_BLOCK:  # micro-batches are packed in attention mask blocks
-        parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a multiple of {FLEX_BLOCK}")
+    if cfg.tokens_per_micro_batch % ATTN_BLOCK:  # micro-batches are packed in attention mask blocks
+        parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a multiple of {ATTN_BLOCK}")
     if cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error(f"max_length {cfg.max_length} is longer than tokens_per_micro_batch {cfg.tokens_per_micro_batch}")
     if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
@@ -343,19 +343,19 @@ def crop(seq, max_length, rng):
     return seq[a:a + max_length]
 
 
-FLEX_BLOCK = 64  # FlexAttention's tile (tokens): its masks are built, and micro-batches packed, in these blocks
+ATTN_BLOCK = 64  # tokens: micro-batches are packed, and attention's key ranges kept, in blocks of this many
 
 
-def block_order(lengths, block=FLEX_BLOCK):
+def block_order(lengths, block=ATTN_BLOCK):
     """Order in which to pack one micro-batch's sequences: list of int lengths -> list of their indices.
 
-    Document-masked FlexAttention computes every (block x block) tile in which two tokens share a sequence,
-    so a sequence that straddles a block boundary costs tiles of its neighbours. Greedy, longest first: next
-    comes the longest remaining sequence that ends exactly on a multiple of `block`, else the longest one. On
-    the reference shards 86% of the computed 64-token tiles' entries are within one sequence, against 75% in
-    stream order (128-token tiles: 73% and 59%; records/2026-11-30_Flex64/tile_use.py). Order within a
-    micro-batch changes no loss: attention never crosses sequences and positions restart in each.
-    Deterministic (ties keep their order)."""
+    Document-masked attention (doc_attention, as FlexAttention before it) computes every (block x block) tile
+    in which two tokens share a sequence, so a sequence that straddles a block boundary costs tiles of its
+    neighbours. Greedy, longest first: next comes the longest remaining sequence that ends exactly on a
+    multiple of `block`, else the longest one. On the reference shards 86% of the computed 64-token tiles'
+    entries are within one sequence, against 75% in stream order (128-token tiles: 73% and 59%;
+    records/2026-11-30_Flex64/tile_use.py). Order within a micro-batch changes no loss: attention never crosses
+    sequences and positions restart in each. Deterministic (ties keep their order)."""
     rest = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     by_end = defaultdict(list)  # length % block -> indices, longest first
     for i in rest:
@@ -527,26 +527,14 @@ def diffusion_t_range(step, cfg):
 # ----------------------------------------------------------------------------------------------------------
 # Model: pre-norm transformer encoder with RMSNorm, RoPE, QK-norm, ReLU² MLP, value embeddings, U-net skips.
 
-from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from torch._inductor.choices import InductorChoices
 from torch._inductor.runtime.hints import ReductionHint
-from torch._inductor.template_heuristics.triton import FlexBwDConfig, FlexConfig
 
-_flex_compiled = []  # torch.compile(flex_attention), made on first use (GPU only)
 # inductor's deterministic mode: kernel variants chosen by heuristics, never by timing them (a timed choice, such
 # as padding a product or a reduction's tile, can differ between machines, runs and ranks, and with it a sum's
 # order). A compile option, not the global flag: dynamo resets that after compiling each frame, when it restores
 # torch.use_deterministic_algorithms, which sets it (torch 2.11-2.13; records/2026-11-30_InductorDeterministic)
 INDUCTOR_OPTIONS = {"deterministic": True}
-
-
-def flex_attention_compiled(q, k, v, block_mask):
-    """flex_attention compiled on its own, for a model that is not (probes, generation, scoring): eager
-    flex_attention would materialise every (T, T) score matrix. Callers keep T fixed per call (one compile)."""
-    if not _flex_compiled:
-        _flex_compiled.append(torch.compile(flex_attention, dynamic=False, options=INDUCTOR_OPTIONS))
-    with torch._inductor.config.patch(inductor_choices_class=KernelChoices):  # tiles that fit FLEX_BLOCK
-        return _flex_compiled[0](q, k, v, block_mask=block_mask)
 
 
 def norm(x):
@@ -561,60 +549,30 @@ def document_ids(starts):
     return doc, idx - first
 
 
-def document_block_mask(doc, window):
-    """FlexAttention BlockMask for attention within each sequence (and |q - k| <= window if window > 0).
-
-    doc: (T,) int32, non-decreasing. Built from FLEX_BLOCK x FLEX_BLOCK block summaries (as in modded-nanogpt),
-    so the cost is (T/FLEX_BLOCK)² booleans, once per micro-batch, shared by all layers.
-    """
-    T = doc.numel()
-    nb = T // FLEX_BLOCK
-    blocks = doc.view(nb, FLEX_BLOCK)
-    lo, hi = blocks[:, 0], blocks[:, -1]
-    any_doc = (lo[:, None] <= hi[None, :]) & (lo[None, :] <= hi[:, None])
-    one_doc = (lo[:, None] == hi[:, None]) & (lo[None, :] == hi[None, :]) & (lo[:, None] == lo[None, :])
+def document_ranges(doc, pos, window=0):
+    """Where doc_attention looks for each block's keys. doc (T,) int32 and pos (T,) int64 from document_ids, T a
+    multiple of ATTN_BLOCK -> (doc, lo, hi), lo and hi (T / ATTN_BLOCK,) int32 multiples of ATTN_BLOCK: every
+    key that a query of block b may see (same sequence, and |q - k| <= window if window > 0) lies in tokens
+    [lo[b], hi[b]). Sequences are contiguous, so that is one range, and by symmetry it also holds every query
+    that may see a key of block b. Once per micro-batch, shared by all layers."""
+    T, B = doc.numel(), ATTN_BLOCK
+    idx = torch.arange(T, device=doc.device)
+    first_at = torch.where(pos == 0, idx, T)  # T except at each sequence's first token
+    end = torch.cat([first_at[1:].flip(0).cummin(0).values.flip(0), first_at.new_full((1,), T)])  # one past
+    lo, hi = (idx - pos)[::B], end[B - 1::B]  # block b's first sequence's first token; its last one's end
     if window:
-        bi = torch.arange(nb, device=doc.device)
-        d = (bi[:, None] - bi[None, :]).abs()
-        any_doc &= (d - 1) * FLEX_BLOCK + 1 <= window
-        one_doc &= (d + 1) * FLEX_BLOCK - 1 <= window
-
-    def mask_mod(b, h, q, k):
-        same = doc[q] == doc[k]
-        return same & ((q - k).abs() <= window) if window else same
-
-    def ordered(dense):
-        num = dense.sum(-1, dtype=torch.int32)
-        idx = dense.to(torch.int8).argsort(dim=-1, descending=True, stable=True).to(torch.int32)
-        return num[None, None].contiguous(), idx[None, None].contiguous()
-
-    partial = ordered(any_doc & ~one_doc)
-    full = ordered(one_doc)
-    return BlockMask.from_kv_blocks(*partial, *full, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod)
+        lo, hi = torch.maximum(lo, idx[::B] - window), torch.minimum(hi, idx[::B] + B + window)
+    return doc, (lo // B * B).int(), ((hi + B - 1) // B * B).int()
 
 
 class KernelChoices(InductorChoices):
     """torch.compile's kernel choices for this model, through inductor's extension point: an InductorChoices
-    class in torch._inductor.config.inductor_choices_class, which train() sets and flex_attention_compiled
-    patches in around its calls (a config, not a handler: the backward compiles in autograd's device thread,
-    and handlers are per thread; torch 2.13 carries the config of the thread that calls backward there).
-
-    - FlexAttention on 64-token mask blocks (FLEX_BLOCK): 64x64 forward tiles (3 stages, 4 warps) and backward
-      tiles 32/64/64/32 (BLOCK_M1/N1 of the dK/dV pass, BLOCK_M2/N2 of the dQ pass). torch 2.11-2.13 offer
-      no backward tiles that fit a 64-token mask (they drop theirs before kernel_options apply). Against
-      128-token blocks with torch's tiles: attention kernels take 17% less time on a reference micro-batch,
-      with 15% fewer computed tile entries (records/2026-11-30_Flex64).
-    - Row reductions up to 2,048 wide run persistent (whole row in registers), not only those up to 1,024:
-      with FP8, the MLP's 1,536-wide rows, whose ReLU² kernels (forward and backward) find the row amax
-      and cast.
-    One fixed choice each, never timed: the same kernels, and bits, on every run and rank. The tiles are sized
-    for the presets' head dim of 128, and measured on an H200."""
-
-    def get_flex_attention_fwd_configs(self, head_dim, dtype, device_type="cuda"):
-        return [FlexConfig(64, 64, 3, 4)]
-
-    def get_flex_attention_bwd_configs(self, head_dim, dtype, device_type="cuda"):
-        return [FlexBwDConfig(32, 64, 64, 32, 3, 4)]
+    class in torch._inductor.config.inductor_choices_class, which train() sets (a config, not a handler: the
+    backward compiles in autograd's device thread, and handlers are per thread; torch 2.13 carries the config
+    of the thread that calls backward there). Row reductions up to 2,048 wide run persistent (whole row in
+    registers), not only those up to 1,024: with FP8, the MLP's 1,536-wide rows, whose ReLU² kernels (forward
+    and backward) find the row amax and cast. One fixed choice, never timed: the same kernels, and bits, on
+    every run and rank."""
 
     @staticmethod
     def should_use_persistent_reduction(features, cooperative_reduction):
@@ -624,9 +582,8 @@ class KernelChoices(InductorChoices):
             return True
         return InductorChoices.should_use_persistent_reduction(features, cooperative_reduction)
 
-    def uuid(self):  # inductor's cache key holds this, not the code: it names every choice made above
-        return (f"train_plm.KernelChoices {self.get_flex_attention_fwd_configs(128, None)} "
-                f"{self.get_flex_attention_bwd_configs(128, None)} persistent INNER rows <= 2048")
+    def uuid(self):  # inductor's cache key holds this, not the code: it names the choice made above
+        return "train_plm.KernelChoices persistent INNER rows <= 2048"
 
 
 def window_mask(n, window, device):
@@ -638,9 +595,9 @@ def window_mask(n, window, device):
 
 
 def segment_attention(q, k, v, lengths, window):
-    """CPU fallback, mathematically the same as FlexAttention with document_block_mask: plain
-    scaled_dot_product_attention on each sequence's slice. q, k, v: (1, H, T, d); lengths: list of sequence
-    lengths (the padding counts as sequences) summing to T. Costs sum(n²) instead of T² of a dense mask."""
+    """CPU fallback, mathematically the same as doc_attention: plain scaled_dot_product_attention on each
+    sequence's slice. q, k, v: (1, H, T, d); lengths: list of sequence lengths (the padding counts as
+    sequences) summing to T. Costs sum(n²) instead of T² of a dense mask."""
     pieces = zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))  # split: cheap backward
     return torch.cat([F.scaled_dot_product_attention(a, b, c, attn_mask=window_mask(a.size(2), window, q.device))
                       for a, b, c in pieces], dim=2)
@@ -653,7 +610,7 @@ def rotary(x, cos, sin):
 
 
 def qkv_prep_reference(qkv, ve, lam, cos, sin, heads):
-    """What attention does to the qkv product before FlexAttention, in plain PyTorch (CPU, and the test of
+    """What attention does to the qkv product before attending, in plain PyTorch (CPU, and the test of
     the fused kernel): q, k = RoPE(RMSNorm(.)) (QK-norm: Henry et al. 2020, Dehghani et al. 2023), v mixed
     with the value embedding ve (T, D) as lam[0] * v + lam[1] * ve (skipped when ve is None).
     qkv (T, 3D) -> q, k, v (T, H, D/H) in qkv's dtype."""
@@ -672,9 +629,15 @@ except ImportError:
 
 QKV_PREP_BLOCK = 64  # tokens per program of the fused kernels (one head each)
 # the ops' namespace is this source's hash: a re-import reuses them, another version of the file gets its own
-QKV_OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
+OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
+# doc_attention's tiles: (tokens per program, tokens per loop step, warps, software-pipeline stages) for the
+# forward (queries, keys), the dK/dV pass (keys, queries) and the dQ pass (queries, keys). A loop step must
+# divide ATTN_BLOCK (the key ranges' unit). The fastest of 15-19 sets each on a reference micro-batch, H200
+# (records/2026-11-30_DocAttention)
+ATTN_TILES = {"forward": (64, 64, 4, 3), "dkdv": (64, 64, 4, 2), "dq": (64, 64, 4, 2)}
+ATTN_HEAD_DIMS = (16, 32, 64, 128)  # head sizes doc_attention's tiles are built for (tl.dot needs >= 16)
 
-if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
+if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
     # QK-norm + RoPE + value-embedding mix as one kernel each way. torch.compile's own kernels for these
     # loop over the 128-wide rows and spill fp32 intermediates (the q/k rows of the fused qkv product are
     # not contiguous): 95 ms of a 1.17 s reference step on an H200 (records/2026-11-30_FusedQKVPrep).
@@ -741,7 +704,7 @@ if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
             g = tl.load(lam) * g
         tl.store(drow + (2 * H + j) * HD + col, g.to(dqkv.dtype.element_ty), mask=live)
 
-    @torch.library.triton_op(f"{QKV_OPS}::qkv_prep", mutates_args=())
+    @torch.library.triton_op(f"{OPS}::qkv_prep", mutates_args=())
     def _qkv_prep_op(qkv: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor,
                      sin: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
@@ -751,7 +714,7 @@ if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
             torch.finfo(torch.float32).eps, heads, hd, ve is not None, QKV_PREP_BLOCK, num_warps=4)
         return q, k, v
 
-    @torch.library.triton_op(f"{QKV_OPS}::qkv_prep_backward", mutates_args=())
+    @torch.library.triton_op(f"{OPS}::qkv_prep_backward", mutates_args=())
     def _qkv_prep_backward_op(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, qkv: torch.Tensor,
                               ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                               heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -773,10 +736,143 @@ if triton is not None and not hasattr(getattr(torch.ops, QKV_OPS), "qkv_prep"):
 
     def _qkv_prep_grad(ctx, dq, dk, dv):
         qkv, ve, lam, cos, sin = ctx.saved_tensors
-        dqkv, dve, dlam = getattr(torch.ops, QKV_OPS).qkv_prep_backward(dq, dk, dv, qkv, ve, lam, cos, sin, ctx.heads)
+        dqkv, dve, dlam = getattr(torch.ops, OPS).qkv_prep_backward(dq, dk, dv, qkv, ve, lam, cos, sin, ctx.heads)
         return dqkv, None if ve is None else dve, None if ve is None else dlam, None, None, None
 
-    torch.library.register_autograd(f"{QKV_OPS}::qkv_prep", _qkv_prep_grad, setup_context=_qkv_prep_setup)
+    torch.library.register_autograd(f"{OPS}::qkv_prep", _qkv_prep_grad, setup_context=_qkv_prep_setup)
+
+    # Attention within each sequence of a packed micro-batch: FlashAttention-2's algorithm (Dao 2023) over each
+    # block's key range [lo, hi) (document_ranges), with the token-level mask (same sequence, window) applied in
+    # every tile. The forward keeps the log-sum-exp per query (base 2); the backward runs as in Triton's fused
+    # attention tutorial: one pass of programs per key block for dK, dV and one per query block for dQ, each
+    # summing over the other side in its own registers (no atomics: the same bits every run).
+
+    @triton.jit
+    def _attn_mask(doc_q, doc_k, tq, tk, WINDOW: tl.constexpr):
+        """(queries, keys) bool: same sequence, and |q - k| <= WINDOW if WINDOW > 0."""
+        same = doc_q[:, None] == doc_k[None, :]
+        if WINDOW > 0:
+            same = same & (tl.abs(tq[:, None] - tk[None, :]) <= WINDOW)
+        return same
+
+    @triton.jit
+    def _attn_fwd(Q, K, V, O, LSE, DOC, LO, HI, T, QK_SCALE: tl.constexpr, WINDOW: tl.constexpr, H: tl.constexpr,
+                  HD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr):
+        h, mb = tl.program_id(0), tl.program_id(1)
+        tq, col = mb * BM + tl.arange(0, BM), tl.arange(0, HD)[None, :]
+        q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
+        doc_q = tl.load(DOC + tq)
+        m_i = tl.full([BM], -1.0e30, tl.float32)  # finite: a row may meet no key of its own in a tile
+        l_i = tl.zeros([BM], tl.float32)
+        acc = tl.zeros([BM, HD], tl.float32)
+        for start in tl.range(tl.load(LO + mb * BM // RB), tl.load(HI + (mb * BM + BM - 1) // RB), BN):
+            tk = start + tl.arange(0, BN)
+            k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
+            s = tl.dot(q, tl.trans(k))
+            s = tl.where(_attn_mask(doc_q, tl.load(DOC + tk), tq, tk, WINDOW), s * QK_SCALE, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            p = tl.exp2(s - m_new[:, None])
+            alpha = tl.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+            m_i = m_new
+        tl.store(O + tq[:, None] * (H * HD) + h * HD + col, (acc / l_i[:, None]).to(O.dtype.element_ty))
+        tl.store(LSE + h * T + tq, m_i + tl.log2(l_i))
+
+    @triton.jit
+    def _attn_delta(O, DO, DELTA, T, H: tl.constexpr, HD: tl.constexpr, BM: tl.constexpr):
+        """delta = rowsum(o * do) (fp32), the softmax backward's correction."""
+        h, tq = tl.program_id(0), tl.program_id(1) * BM + tl.arange(0, BM)
+        at = tq[:, None] * (H * HD) + h * HD + tl.arange(0, HD)[None, :]
+        tl.store(DELTA + h * T + tq, tl.sum(tl.load(O + at).to(tl.float32) * tl.load(DO + at).to(tl.float32), 1))
+
+    @triton.jit
+    def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DOC, LO, HI, DK, DV, T, QK_SCALE: tl.constexpr, SCALE: tl.constexpr,
+                       WINDOW: tl.constexpr, H: tl.constexpr, HD: tl.constexpr, BN: tl.constexpr, BM: tl.constexpr,
+                       RB: tl.constexpr):
+        h, nb = tl.program_id(0), tl.program_id(1)
+        tk, col = nb * BN + tl.arange(0, BN), tl.arange(0, HD)[None, :]
+        k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
+        v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
+        doc_k = tl.load(DOC + tk)
+        dk = tl.zeros([BN, HD], tl.float32)
+        dv = tl.zeros([BN, HD], tl.float32)
+        for start in tl.range(tl.load(LO + nb * BN // RB), tl.load(HI + (nb * BN + BN - 1) // RB), BM):
+            tq = start + tl.arange(0, BM)
+            q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
+            p_t = tl.exp2(tl.dot(k, tl.trans(q)) * QK_SCALE - tl.load(LSE + h * T + tq)[None, :])  # (keys, queries)
+            p_t = tl.where(_attn_mask(doc_k, tl.load(DOC + tq), tk, tq, WINDOW), p_t, 0.0)
+            do = tl.load(DO + tq[:, None] * (H * HD) + h * HD + col)
+            dv += tl.dot(p_t.to(do.dtype), do)
+            ds_t = p_t * (tl.dot(v, tl.trans(do)) - tl.load(DELTA + h * T + tq)[None, :])
+            dk += tl.dot(ds_t.to(q.dtype), q)
+        tl.store(DK + tk[:, None] * (H * HD) + h * HD + col, (dk * SCALE).to(DK.dtype.element_ty))
+        tl.store(DV + tk[:, None] * (H * HD) + h * HD + col, dv.to(DV.dtype.element_ty))
+
+    @triton.jit
+    def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DOC, LO, HI, DQ, T, QK_SCALE: tl.constexpr, SCALE: tl.constexpr,
+                     WINDOW: tl.constexpr, H: tl.constexpr, HD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                     RB: tl.constexpr):
+        h, mb = tl.program_id(0), tl.program_id(1)
+        tq, col = mb * BM + tl.arange(0, BM), tl.arange(0, HD)[None, :]
+        q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
+        do = tl.load(DO + tq[:, None] * (H * HD) + h * HD + col)
+        lse = tl.load(LSE + h * T + tq)
+        delta = tl.load(DELTA + h * T + tq)
+        doc_q = tl.load(DOC + tq)
+        dq = tl.zeros([BM, HD], tl.float32)
+        for start in tl.range(tl.load(LO + mb * BM // RB), tl.load(HI + (mb * BM + BM - 1) // RB), BN):
+            tk = start + tl.arange(0, BN)
+            k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
+            v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * QK_SCALE - lse[:, None])
+            p = tl.where(_attn_mask(doc_q, tl.load(DOC + tk), tq, tk, WINDOW), p, 0.0)
+            ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            dq += tl.dot(ds.to(k.dtype), k)
+        tl.store(DQ + tq[:, None] * (H * HD) + h * HD + col, (dq * SCALE).to(DQ.dtype.element_ty))
+
+    @torch.library.triton_op(f"{OPS}::doc_attention", mutates_args=())
+    def _doc_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, doc: torch.Tensor, lo: torch.Tensor,
+                          hi: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+        T, H, hd = q.shape
+        o, lse = torch.empty_like(q), q.new_empty(H, T, dtype=torch.float32)
+        P, N, warps, stages = ATTN_TILES["forward"]
+        torch.library.wrap_triton(_attn_fwd)[(H, T // P)](
+            q, k, v, o, lse, doc, lo, hi, T, hd ** -0.5 * math.log2(math.e), window, H, hd, P, N, ATTN_BLOCK,
+            num_warps=warps, num_stages=stages)
+        return o, lse
+
+    @torch.library.triton_op(f"{OPS}::doc_attention_backward", mutates_args=())
+    def _doc_attention_backward_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                   o: torch.Tensor, lse: torch.Tensor, doc: torch.Tensor, lo: torch.Tensor,
+                                   hi: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        T, H, hd = q.shape
+        do = do.contiguous()
+        delta = torch.empty_like(lse)
+        torch.library.wrap_triton(_attn_delta)[(H, T // ATTN_BLOCK)](o, do, delta, T, H, hd, ATTN_BLOCK, num_warps=4)
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        scales = (hd ** -0.5 * math.log2(math.e), hd ** -0.5)
+        P, N, warps, stages = ATTN_TILES["dkdv"]
+        torch.library.wrap_triton(_attn_bwd_dkdv)[(H, T // P)](
+            q, k, v, do, lse, delta, doc, lo, hi, dk, dv, T, *scales, window, H, hd, P, N, ATTN_BLOCK,
+            num_warps=warps, num_stages=stages)
+        P, N, warps, stages = ATTN_TILES["dq"]
+        torch.library.wrap_triton(_attn_bwd_dq)[(H, T // P)](
+            q, k, v, do, lse, delta, doc, lo, hi, dq, T, *scales, window, H, hd, P, N, ATTN_BLOCK,
+            num_warps=warps, num_stages=stages)
+        return dq, dk, dv
+
+    def _doc_attention_setup(ctx, inputs, output):
+        q, k, v, doc, lo, hi, window = inputs
+        ctx.save_for_backward(q, k, v, *output, doc, lo, hi)
+        ctx.window = window
+
+    def _doc_attention_grad(ctx, do, dlse):  # lse is an output for the backward only: dlse is unused
+        dq, dk, dv = getattr(torch.ops, OPS).doc_attention_backward(do, *ctx.saved_tensors, ctx.window)
+        return dq, dk, dv, None, None, None, None
+
+    torch.library.register_autograd(f"{OPS}::doc_attention", _doc_attention_grad, setup_context=_doc_attention_setup)
 
 
 def qkv_prep(qkv, ve, lam, cos, sin, heads):
@@ -791,7 +887,17 @@ def qkv_prep(qkv, ve, lam, cos, sin, heads):
         lam = qkv.new_ones(2, dtype=torch.float32)  # unused without ve
     if ve is not None and ve.stride(1) != 1:
         ve = ve.contiguous()
-    return getattr(torch.ops, QKV_OPS).qkv_prep(qkv.contiguous(), ve, lam, cos.squeeze(1), sin.squeeze(1), heads)
+    return getattr(torch.ops, OPS).qkv_prep(qkv.contiguous(), ve, lam, cos.squeeze(1), sin.squeeze(1), heads)
+
+
+def doc_attention(q, k, v, doc, lo, hi, window=0):
+    """Softmax attention (scale d^-0.5) of each token to the tokens of its own sequence (and within `window`
+    positions if window > 0) in a packed micro-batch, by this file's Triton kernels (FlashAttention-2's
+    algorithm, Dao 2023): q, k, v (T, H, d) bf16 contiguous, d in ATTN_HEAD_DIMS, T a multiple of ATTN_BLOCK;
+    doc, lo, hi from document_ranges -> (T, H, d) bf16. Differentiable; the same bits every run. Against
+    FlexAttention with a document block mask on a reference micro-batch (H200): forward + backward kernels 1.08 ms
+    against 1.15 ms (records/2026-11-30_DocAttention). Needs CUDA and Triton; segment_attention elsewhere."""
+    return getattr(torch.ops, OPS).doc_attention(q, k, v, doc, lo, hi, window)[0]
 
 
 E4M3_MAX = 448.0  # float8_e4m3fn's largest finite value
@@ -899,14 +1005,12 @@ class Attention(nn.Module):
         # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
         # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
         qkv = linear(x, self.qkv_w.flatten(0, 1), 1 if fp8_active(self.fp8, x) else 0)
-        q, k, v = qkv_prep(qkv, ve, self.ve_lambdas, cos, sin, self.heads)
-        q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # (1, H, T, d)
-        if isinstance(mask, BlockMask):  # inside the compiled training model: traced as part of it
-            attend = flex_attention if torch.compiler.is_compiling() else flex_attention_compiled
-            y = attend(q, k, v, block_mask=mask)
+        q, k, v = qkv_prep(qkv, ve, self.ve_lambdas, cos, sin, self.heads)  # (T, H, d) each
+        if isinstance(mask, list):  # sequence lengths: no GPU kernels here
+            y = segment_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)), mask, self.window)[0].transpose(0, 1)
         else:
-            y = segment_attention(q, k, v, mask, self.window)
-        return self.out(y[0].transpose(0, 1).reshape(T, D))
+            y = doc_attention(q, k, v, *mask, self.window)
+        return self.out(y.reshape(T, D))
 
 
 class MLP(nn.Module):
@@ -942,8 +1046,7 @@ class ProteinLM(nn.Module):
     """The encoder. forward(tokens (T,) int64, starts (T,) bool[, labels (T,) int64[, weights (T,) float32]])
     returns logits (T, V) float32, soft-capped at cfg.logit_softcap, or, given labels, the mean cross-entropy
     (nats) over the positions whose label is not -100, or, given weights too, sum(weights x cross-entropy).
-    Attention never crosses sequence boundaries: FlexAttention on CUDA,
-    scaled_dot_product_attention with the same dense mask elsewhere.
+    Attention never crosses sequence boundaries: doc_attention on CUDA, segment_attention elsewhere.
     """
 
     def __init__(self, cfg):
@@ -968,18 +1071,19 @@ class ProteinLM(nn.Module):
         self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, head_dim, 2).float() / head_dim),
                              persistent=False)
 
-    @torch.compiler.disable  # eager, also under a whole-model compile: inductor cannot lower a BlockMask made in it
-    # (torch 2.11-2.13), and it would recompute sin and cos inside every kernel that reads them (~100 ms of a
-    # 1.3 s reference step on an H200: records/2026-11-30_RopeTablesBlockOrder)
+    @torch.compiler.disable  # eager, also under a whole-model compile: inductor would recompute sin and cos
+    # inside every kernel that reads them (~100 ms of a 1.3 s reference step on an H200:
+    # records/2026-11-30_RopeTablesBlockOrder)
     def attention_inputs(self, starts):
-        """starts (T,) bool -> (mask, cos, sin): the attention mask (a BlockMask on CUDA; on CPU the list of
-        sequence lengths, padding pieces included) and the RoPE tables cos, sin (T, 1, head_dim / 2) float32 of
-        each token's position in its own sequence."""
+        """starts (T,) bool -> (mask, cos, sin): the attention mask (on CUDA with Triton, document_ranges'
+        (doc, lo, hi) for doc_attention; elsewhere the list of sequence lengths, padding pieces included, for
+        segment_attention) and the RoPE tables cos, sin (T, 1, head_dim / 2) float32 of each token's position
+        in its own sequence."""
         doc, pos = document_ids(starts)
-        if starts.is_cuda:
-            mask = document_block_mask(doc, self.cfg.attention_window)
-        else:  # sequence boundaries on the host (no sync to avoid on CPU)
-            edges = torch.cat([starts.nonzero()[:, 0], torch.tensor([starts.numel()])])
+        if starts.is_cuda and triton is not None and self.cfg.model_dim // self.cfg.num_heads in ATTN_HEAD_DIMS:
+            mask = document_ranges(doc, pos, self.cfg.attention_window)
+        else:  # sequence boundaries on the host (on a GPU, a sync: only for head sizes the kernels lack)
+            edges = torch.cat([starts.nonzero()[:, 0].cpu(), torch.tensor([starts.numel()])])
             mask = edges.diff().tolist()
         angles = (pos[:, None].float() * self.inv_freq[None])[:, None]  # positions restart per sequence
         return mask, angles.cos(), angles.sin()
@@ -1374,7 +1478,7 @@ def evaluate(model, batches, device, rank, world_size, autocast):
     batch where it has none left), and sums, not means, are reduced, so the result is the same for any
     number of GPUs. Returns dict(loss, perplexity, accuracy, precision, recall, f1, mcc, masked_tokens)."""
     T = batches[0][0].shape[0]
-    empty = (np.full(T, PAD, np.uint8), np.arange(T) % FLEX_BLOCK == 0, np.full(T, -100, np.int16))
+    empty = (np.full(T, PAD, np.uint8), np.arange(T) % ATTN_BLOCK == 0, np.full(T, -100, np.int16))
     per_rank = -(-len(batches) // world_size)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(V * V, dtype=torch.int64, device=device)
@@ -1486,9 +1590,9 @@ def parse_template(text):
     return ids
 
 
-def pack(sequences, multiple=FLEX_BLOCK, length=0):
+def pack(sequences, multiple=ATTN_BLOCK, length=0):
     """Residue arrays -> one packed batch: tokens (T,) int64 `<cls> residues <eos>` each, starts (T,) bool,
-    and the slice of each sequence's residues; T is padded to a multiple of `multiple` (FlexAttention), or
+    and the slice of each sequence's residues; T is padded to a multiple of `multiple` (attention's blocks), or
     to `length` when given (a fixed shape: no recompilation). Raises ValueError if they exceed `length`."""
     framed = [np.concatenate([[CLS], np.asarray(s, np.int64), [EOS]]) for s in sequences]
     T = -(-sum(len(f) for f in framed) // multiple) * multiple
@@ -1557,7 +1661,7 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     """Pseudo-log-likelihood scoring (Salazar et al. 2020; ESM's PPPL): each canonical residue (the 20 amino
     acids; X, B, U, Z, O stay in the context but are not scored: no model can predict an unknown) is
     masked on its own and scored: one masked copy per position, copies packed into batches of one fixed
-    size (the larger of tokens_per_batch and the longest sequence + 2, rounded up to FLEX_BLOCK).
+    size (the larger of tokens_per_batch and the longest sequence + 2, rounded up to ATTN_BLOCK).
     sequences: list of residue arrays. Returns (mean cross-entropy in nats over the scored residues, its
     exp: the pseudo-perplexity, the number of residues not scored). Raises ValueError when no residue is
     canonical (there is nothing to score)."""
@@ -1565,7 +1669,7 @@ def pseudo_perplexity(model, sequences, tokens_per_batch=8192):
     autocast = inference_autocast(device)
     total, count, batch, targets = 0.0, 0, [], []
     longest = max((len(s) for s in sequences), default=0) + 2
-    T = -(-max(tokens_per_batch, longest) // FLEX_BLOCK) * FLEX_BLOCK  # every batch this size: one shape
+    T = -(-max(tokens_per_batch, longest) // ATTN_BLOCK) * ATTN_BLOCK  # every batch this size: one shape
 
     def flush():
         nonlocal total
@@ -1783,7 +1887,7 @@ def embed(model, seqs, per_residue=False, tokens_per_batch=16384):
     device = next(model.parameters()).device
     autocast = inference_autocast(device)
     W = model.cfg.max_length - 2
-    T = max(-(-tokens_per_batch // FLEX_BLOCK), -(-model.cfg.max_length // FLEX_BLOCK)) * FLEX_BLOCK
+    T = max(-(-tokens_per_batch // ATTN_BLOCK), -(-model.cfg.max_length // ATTN_BLOCK)) * ATTN_BLOCK
     windows, windowed = [], 0  # (tokens, sequence index, offset of its first residue, has <cls>)
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])])
     for i, s in enumerate(seqs):
@@ -1806,7 +1910,7 @@ def embed(model, seqs, per_residue=False, tokens_per_batch=16384):
             where.append(pos + cls + r)
             target.append(np.full(len(r), i) if not per_residue else offsets[i] + a + r)
             pos += len(piece)
-        starts[pos::FLEX_BLOCK] = True
+        starts[pos::ATTN_BLOCK] = True
         with autocast:
             hs = model.hidden_states(torch.from_numpy(tokens).to(device), torch.from_numpy(starts).to(device))
         where = torch.from_numpy(np.concatenate(where)).to(device)
@@ -2196,7 +2300,7 @@ def train(argv):
     # tests: 1, 2 and 4 CPU ranks; one 2-GPU run of records/2026-11-30_MuonSets did not, when inductor's
     # deterministic mode did not hold): one-hot embedding lookups, tree_sum's order, Muon's sets (its
     # Newton-Schulz batches, the same for any GPU count), and inductor's deterministic mode (INDUCTOR_OPTIONS)
-    torch._inductor.config.inductor_choices_class = KernelChoices  # FlexAttention tiles that fit FLEX_BLOCK
+    torch._inductor.config.inductor_choices_class = KernelChoices  # persistent reductions of 2,048-wide rows
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)
     model = ProteinLM(cfg).to(device)

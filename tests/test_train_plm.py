@@ -311,9 +311,8 @@ def test_block_order_ends_sequences_on_block_boundaries_and_saves_attention_tile
             assert sorted(order) == list(range(len(lengths)))
             starts = torch.zeros(65536, dtype=torch.bool)
             starts[np.cumsum([0] + [lengths[i] for i in order])] = True  # the last start: the padding
-            doc, _ = tp.document_ids(starts)
-            bm = tp.document_block_mask(doc, 0)
-            tiles[name] += int(bm.kv_num_blocks.sum() + bm.full_kv_num_blocks.sum())
+            _, lo, hi = tp.document_ranges(*tp.document_ids(starts))
+            tiles[name] += int((hi - lo).sum()) // tp.ATTN_BLOCK  # key blocks computed by all query blocks
     assert tiles["block_order"] < 0.9 * tiles["stream"], tiles
 
 
@@ -581,7 +580,7 @@ for has_ve in (True, False):
     inputs = [qkv] + ([ve, lam] if has_ve else [])
     want = tp.qkv_prep_reference(qkv.float(), None if ve is None else ve.float(), lam, cos, sin, H)
     want_grads = torch.autograd.grad(want, inputs, [g.float() for g in grads])
-    op = getattr(torch.ops, tp.QKV_OPS).qkv_prep
+    op = getattr(torch.ops, tp.OPS).qkv_prep
     got = op(qkv, ve, lam if has_ve else torch.ones(2), cos.squeeze(1), sin.squeeze(1), H)
     got_grads = torch.autograd.grad(got, inputs, grads)
     names = ["q", "k", "v", "dqkv", "dve", "dlam"]
@@ -594,16 +593,22 @@ assert max(worst.values()) < 0.02, worst
 """
 
 
-def test_fused_qkv_prep_kernel_matches_pytorch(tmp_path):
-    """The GPU path's fused QK-norm + RoPE + value-embedding kernels (forward and backward), run by Triton's
-    CPU interpreter, against qkv_prep_reference in float32: outputs and gradients within bf16 rounding."""
+def _run_under_triton_interpreter(tmp_path, source):
+    """Runs a check script (argv[1]: train_plm's folder) in a fresh process with TRITON_INTERPRET=1, which Triton
+    reads when the kernels are defined; fails the test with its output if the script fails."""
     pytest.importorskip("triton")
     script = tmp_path / "check.py"
-    script.write_text(QKV_PREP_CHECK)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}  # read when the kernels are defined: a fresh process
+    script.write_text(source)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
     run = subprocess.run([sys.executable, str(script), str(Path(tp.__file__).parent)], env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_fused_qkv_prep_kernel_matches_pytorch(tmp_path):
+    """The GPU path's fused QK-norm + RoPE + value-embedding kernels (forward and backward), run by Triton's
+    CPU interpreter, against qkv_prep_reference in float32: outputs and gradients within bf16 rounding."""
+    _run_under_triton_interpreter(tmp_path, QKV_PREP_CHECK)
 
 
 def test_qkv_prep_uses_the_reference_path_on_cpu():
@@ -724,39 +729,19 @@ def test_fp8_is_on_in_the_reference_preset_only():
     assert not tp.parse_config(["--preset", "cpu"], has_gpu=False).fp8
 
 
-def test_kernel_choices_fit_the_mask_block_and_are_in_the_cache_key():
-    """KernelChoices' FlexAttention tiles divide FLEX_BLOCK on both sides (the lowering drops tiles that do not,
-    and then has no kernel), and its uuid (all inductor's cache key holds of it) names every choice, so other
-    tiles are other cache entries; the class pickles (torch 2.11 pickles the config for the key)."""
+def test_kernel_choices_are_in_the_cache_key_and_left_to_training_to_set():
+    """KernelChoices' uuid (all inductor's cache key holds of it) names its choice; the class pickles (torch 2.11
+    pickles the config for the key); importing train_plm leaves inductor's config alone (train() sets it)."""
     import pickle
     choices = tp.KernelChoices()
-    for c in choices.get_flex_attention_fwd_configs(128, torch.bfloat16, "cuda"):
-        assert tp.FLEX_BLOCK % c.block_m == 0 and tp.FLEX_BLOCK % c.block_n == 0
-    bwd = choices.get_flex_attention_bwd_configs(128, torch.bfloat16, "cuda")
-    assert bwd and all(tp.FLEX_BLOCK % t == 0 for c in bwd for t in (c.block_m1, c.block_n1, c.block_m2, c.block_n2))
-
-    class OtherTiles(tp.KernelChoices):
-        def get_flex_attention_bwd_configs(self, head_dim, dtype, device_type="cuda"):
-            return [tp.FlexBwDConfig(16, 64, 64, 16, 3, 4)]
-    assert OtherTiles().uuid() != choices.uuid() and "block_m1=32" in choices.uuid()
+    assert "2048" in choices.uuid()
     assert pickle.loads(pickle.dumps(tp.KernelChoices)) is tp.KernelChoices
     if hasattr(torch._inductor.config, "save_config_portable"):  # torch 2.13: the factory's uuid() is the key
         with torch._inductor.config.patch(inductor_choices_class=tp.KernelChoices):
             assert torch._inductor.config.save_config_portable()["inductor_choices_class"] == choices.uuid()
-
-
-def test_kernel_choices_are_set_by_training_and_around_compiled_flex_attention(monkeypatch):
-    """Importing train_plm leaves inductor's config alone; flex_attention_compiled (evaluation outside the
-    training graph, probes, scoring) compiles with KernelChoices, and restores the caller's setting after."""
     probe = "import torch, train_plm; print(torch._inductor.config.inductor_choices_class)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=Path(tp.__file__).parent)
     assert out.stdout.strip() == "None", out.stderr[-2000:]
-    seen = []
-    monkeypatch.setattr(tp, "_flex_compiled", [lambda q, k, v, block_mask: seen.append(
-        torch._inductor.config.inductor_choices_class)])
-    with torch._inductor.config.patch(inductor_choices_class=None):
-        tp.flex_attention_compiled(None, None, None, None)
-        assert seen == [tp.KernelChoices] and torch._inductor.config.inductor_choices_class is None
 
 
 def test_inductor_deterministic_mode_holds_for_every_compile():
@@ -931,59 +916,77 @@ LAYOUTS = [  # sequence starts in a T = 1024 row: long sequences across blocks, 
 @torch.no_grad()
 @pytest.mark.parametrize("window", [0, 4, 130])
 @pytest.mark.parametrize("layout", range(len(LAYOUTS)))
-def test_flex_document_block_mask_equals_segment_attention(layout, window):
+def test_segment_attention_equals_dense_document_masked_attention(layout, window):
     T, H, d = 1024, 2, 16
     starts = torch.zeros(T, dtype=torch.bool)
     starts[LAYOUTS[layout]] = True
     doc, _ = tp.document_ids(starts)
     g = torch.Generator().manual_seed(layout)
     q, k, v = (torch.randn(1, H, T, d, generator=g) for _ in range(3))
-    bm = tp.document_block_mask(doc, window)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        y_flex = tp.flex_attention(q, k, v, block_mask=bm)  # eager on CPU (no grad): unfused reference path
     y_seg = tp.segment_attention(q, k, v, _segments(LAYOUTS[layout], T), window)
-    assert y_flex.shape == y_seg.shape == (1, H, T, d)
-    torch.testing.assert_close(y_flex, y_seg, atol=1e-5, rtol=0)
-    # and against a dense masked attention over the whole row
     i = torch.arange(T)
     dense = (doc[:, None] == doc[None, :]) & (((i[:, None] - i[None, :]).abs() <= window) if window else True)
     y_dense = F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+    assert y_seg.shape == y_dense.shape == (1, H, T, d)
     torch.testing.assert_close(y_seg, y_dense, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("window", [0, 1, 4, 127, 128, 129, 200, 300])
+@pytest.mark.parametrize("window", [0, 1, 4, 63, 64, 65, 127, 128, 129, 200, 300])
 @pytest.mark.parametrize("layout", range(len(LAYOUTS)))
-def test_document_block_mask_block_structure(layout, window):
-    """Eager flex_attention on CPU evaluates mask_mod everywhere and ignores the block lists, so check them
-    directly: partial blocks == blocks with some but not all pairs allowed, full blocks == all pairs allowed,
-    and mask_mod == the exact token-level mask."""
-    T, B = 1024, tp.FLEX_BLOCK
+def test_document_ranges_hold_every_allowed_key_and_no_block_without_one(layout, window):
+    """document_ranges' [lo[b], hi[b]) for each block b of queries: block-aligned, holds every key some query of
+    b may see (same sequence, within the window), and its first and last key blocks each hold one (so no
+    range is wider than it must be); doc is document_ids' sequence index."""
+    T, B = 1024, tp.ATTN_BLOCK
     starts = torch.zeros(T, dtype=torch.bool)
     starts[LAYOUTS[layout]] = True
-    doc, _ = tp.document_ids(starts)
-    bm = tp.document_block_mask(doc, window)
+    doc, pos = tp.document_ids(starts)
+    got_doc, lo, hi = tp.document_ranges(doc, pos, window)
+    assert torch.equal(got_doc, doc) and lo.dtype == hi.dtype == torch.int32 and lo.shape == hi.shape == (T // B,)
     i = torch.arange(T)
-    exact = doc[:, None] == doc[None, :]
+    allowed = doc[:, None] == doc[None, :]
     if window:
-        exact &= (i[:, None] - i[None, :]).abs() <= window
-    torch.testing.assert_close(bm.mask_mod(0, 0, i[:, None], i[None, :]), exact)
-    nb = T // B
-    blocks = exact.view(nb, B, nb, B)
-    any_, all_ = blocks.any(3).any(1), blocks.all(3).all(1)
+        allowed &= (i[:, None] - i[None, :]).abs() <= window
+    for b in range(T // B):
+        a, e = int(lo[b]), int(hi[b])
+        assert a % B == 0 and e % B == 0 and 0 <= a < e <= T
+        keys = allowed[b * B:(b + 1) * B].any(0)
+        assert not keys[:a].any() and not keys[e:].any(), b
+        assert keys[a:a + B].any() and keys[e - B:e].any(), b
 
-    def as_dense(num, idx):
-        out = torch.zeros(nb, nb, dtype=torch.bool)
-        for r in range(nb):
-            cols = idx[0, 0, r, :num[0, 0, r]].long()
-            assert len(set(cols.tolist())) == len(cols)
-            out[r, cols] = True
-        return out
 
-    partial = as_dense(bm.kv_num_blocks, bm.kv_indices)
-    full = as_dense(bm.full_kv_num_blocks, bm.full_kv_indices)
-    assert torch.equal(full, all_)
-    assert torch.equal(partial, any_ & ~all_)
+DOC_ATTENTION_CHECK = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import train_plm as tp
+torch.manual_seed(0)
+H, hd = 2, 16
+worst = {}
+for window in (0, 40):
+    lengths = [37, 100, 64, 5, 200, 1, 60, 45, 128]  # 640 tokens: sequences across, inside and on block edges
+    T = sum(lengths)
+    starts = torch.zeros(T, dtype=torch.bool)
+    starts[torch.tensor([0] + lengths[:-1]).cumsum(0)] = True
+    mask = tp.document_ranges(*tp.document_ids(starts), window)
+    q, k, v = (torch.randn(T, H, hd, requires_grad=True) for _ in range(3))
+    go = torch.randn(T, H, hd)
+    got = tp.doc_attention(q, k, v, *mask, window)
+    got_grads = torch.autograd.grad(got, (q, k, v), go)
+    want = tp.segment_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)), lengths, window)[0].transpose(0, 1)
+    want_grads = torch.autograd.grad(want, (q, k, v), go)
+    for name, a, b in zip(["o", "dq", "dk", "dv"], (got,) + got_grads, (want,) + want_grads):
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        worst[f"{name}_window{window}"] = float((a - b).abs().max() / b.abs().max())
+print(worst)
+assert max(worst.values()) < 1e-4, worst
+"""
+
+
+def test_doc_attention_kernels_match_segment_attention(tmp_path):
+    """The GPU path's attention kernels (forward, dK/dV and dQ passes), run by Triton's CPU interpreter in
+    float32 (its bf16 tl.dot returned wrong products, Triton 3.9), against segment_attention: outputs and
+    gradients, with and without a window."""
+    _run_under_triton_interpreter(tmp_path, DOC_ATTENTION_CHECK)
 
 
 # ==========================================================================================================
@@ -1128,12 +1131,12 @@ def test_flag_checks_before_training(tmp_path):
 
 
 def test_micro_batch_size_is_checked_against_the_mask_block_and_max_length(capsys):
-    """tokens_per_micro_batch is packed in FLEX_BLOCK-token attention blocks and holds at least one cropped
+    """tokens_per_micro_batch is packed in ATTN_BLOCK-token attention blocks and holds at least one cropped
     sequence; each violation is refused with its own message."""
-    assert cfg_of("--tokens_per_micro_batch", 3 * tp.FLEX_BLOCK, "--max_length", 100).tokens_per_micro_batch == 192
+    assert cfg_of("--tokens_per_micro_batch", 3 * tp.ATTN_BLOCK, "--max_length", 100).tokens_per_micro_batch == 192
     with pytest.raises(SystemExit) as e:
         tp.parse_config(["--tokens_per_micro_batch", "100", "--max_length", "64"], has_gpu=False)
-    assert e.value.code == 2 and f"tokens_per_micro_batch 100 is not a multiple of {tp.FLEX_BLOCK}" in capsys.readouterr().err
+    assert e.value.code == 2 and f"tokens_per_micro_batch 100 is not a multiple of {tp.ATTN_BLOCK}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tp.parse_config(["--tokens_per_micro_batch", "128", "--max_length", "129"], has_gpu=False)
     assert "max_length 129 is longer than tokens_per_micro_batch 128" in capsys.readouterr().err
