@@ -632,7 +632,7 @@ QKV_PREP_BLOCK = 64  # tokens per program of the fused kernels (one head each)
 OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
 # doc_attention's tiles: (tokens per program, tokens per loop step, warps, software-pipeline stages) for the
 # forward (queries, keys), the dK/dV pass (keys, queries) and the dQ pass (queries, keys). A loop step must
-# divide ATTN_BLOCK (the key ranges' unit). The fastest of 15-19 sets each on a reference micro-batch, H200
+# divide ATTN_BLOCK (the key ranges' unit). The fastest of 15 or more sets each on a reference micro-batch, H200
 # (records/2026-11-30_DocAttention)
 ATTN_TILES = {"forward": (64, 64, 4, 3), "dkdv": (64, 64, 4, 2), "dq": (64, 64, 4, 2)}
 ATTN_HEAD_DIMS = (16, 32, 64, 128)  # head sizes doc_attention's tiles are built for (tl.dot needs >= 16)
