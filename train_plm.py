@@ -119,7 +119,7 @@ class Config:
 
 
 PRESETS = {
-    # A tiny model for a 2-core laptop: ~5 minutes, learns well past the unigram baseline.
+    # A tiny model for a 2-core laptop: ~3 minutes, learns well past the unigram baseline.
     "cpu": {},
     # The reference trainer's architecture and batch shape (../shared/bench/README.md): 114,190,989 params.
     "reference": dict(
@@ -189,8 +189,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
                  and not math.isfinite(getattr(cfg, f.name))]
     if nonfinite:  # nan passes every range check below (its comparisons are all False)
         parser.error(f"{', '.join(nonfinite)}: not a finite number")
-    if cfg.tokens_per_micro_batch % ATTN_BLOCK:  # micro-batches are packed in attention mask blocks
-        parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a multiple of {ATTN_BLOCK}")
+    if cfg.tokens_per_micro_batch % ATTN_BLOCK or cfg.tokens_per_micro_batch < ATTN_BLOCK:  # packed in blocks
+        parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a positive multiple of {ATTN_BLOCK}")
     if cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error(f"max_length {cfg.max_length} is longer than tokens_per_micro_batch {cfg.tokens_per_micro_batch}")
     if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
@@ -278,9 +278,11 @@ class ShardError(ValueError):
 def open_shard(path):
     """Memory-map a shard: returns np.memmap (n_tokens,) uint8 (nothing is read into RAM).
 
-    Raises ShardError (a ValueError) naming the file when the magic, the version or the token count does not
-    match.
+    Raises ShardError (a ValueError) naming the file when it is a folder, or the magic, the version or the token
+    count does not match.
     """
+    if os.path.isdir(path):
+        raise ShardError(f"{path}: a folder, not a shard; give its shards as a glob, e.g. '{path}/*.bin'")
     size = os.path.getsize(path)
     if size < HEADER_INTS * 4:
         raise ShardError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
@@ -380,7 +382,7 @@ class PackedLoader:
 
     One global stream of micro-batches, the same for any number of GPUs: each pass over the data is a seeded
     permutation of all sequences, cut in order into micro-batches (a sequence that no longer fits starts the
-    next one), each packed in block_order (the tail is padding, its own attention block), and global
+    next one), each packed in block_order (the tail is padding, cut in pieces of max_length), and global
     micro-batch g goes to rank g % world_size. So ranks never share a sequence, none is skipped, a pass
     boundary costs one permutation (no stall), and W GPUs with accumulation A train on exactly the
     micro-batches of one GPU with accumulation W x A. next() yields (tokens (T,) int64, starts (T,) bool
@@ -556,6 +558,8 @@ def document_ranges(doc, pos, window=0):
     [lo[b], hi[b]). Sequences are contiguous, so that is one range, and by symmetry it also holds every query
     that may see a key of block b. Once per micro-batch, shared by all layers."""
     T, B = doc.numel(), ATTN_BLOCK
+    if T % B:
+        raise ValueError(f"document_ranges: {T} tokens is not a multiple of ATTN_BLOCK ({B})")
     idx = torch.arange(T, device=doc.device)
     first_at = torch.where(pos == 0, idx, T)  # T except at each sequence's first token
     end = torch.cat([first_at[1:].flip(0).cummin(0).values.flip(0), first_at.new_full((1,), T)])  # one past
@@ -595,9 +599,10 @@ def window_mask(n, window, device):
 
 
 def segment_attention(q, k, v, lengths, window):
-    """CPU fallback, mathematically the same as doc_attention: plain scaled_dot_product_attention on each
-    sequence's slice. q, k, v: (1, H, T, d); lengths: list of sequence lengths (the padding counts as
-    sequences) summing to T. Costs sum(n²) instead of T² of a dense mask."""
+    """The fallback (CPU; a GPU without Triton, or a head size not in ATTN_HEAD_DIMS), mathematically the same
+    as doc_attention: plain scaled_dot_product_attention on each sequence's slice. q, k, v: (1, H, T, d);
+    lengths: list of sequence lengths (the padding counts as sequences) summing to T. Costs sum(n²) instead
+    of T² of a dense mask."""
     pieces = zip(q.split(lengths, 2), k.split(lengths, 2), v.split(lengths, 2))  # split: cheap backward
     return torch.cat([F.scaled_dot_product_attention(a, b, c, attn_mask=window_mask(a.size(2), window, q.device))
                       for a, b, c in pieces], dim=2)
@@ -621,7 +626,8 @@ def qkv_prep_reference(qkv, ve, lam, cos, sin, heads):
     return rotary(norm(q), cos, sin).type_as(v), rotary(norm(k), cos, sin).type_as(v), v
 
 
-try:  # Triton ships with CUDA builds of torch; a CPU-only torch has none and uses qkv_prep_reference
+try:  # Triton ships with CUDA builds of torch; its kernels run only on CUDA tensors (the tests run them under
+    # Triton's CPU interpreter), elsewhere qkv_prep_reference and segment_attention
     import triton
     import triton.language as tl
 except ImportError:
@@ -896,7 +902,13 @@ def doc_attention(q, k, v, doc, lo, hi, window=0):
     algorithm, Dao 2023): q, k, v (T, H, d) bf16 contiguous, d in ATTN_HEAD_DIMS, T a multiple of ATTN_BLOCK;
     doc, lo, hi from document_ranges -> (T, H, d) bf16. Differentiable; the same bits every run. Against
     FlexAttention with a document block mask on a reference micro-batch (H200): forward + backward kernels 1.08 ms
-    against 1.15 ms (records/2026-11-30_DocAttention). Needs CUDA and Triton; segment_attention elsewhere."""
+    against 1.15 ms (records/2026-11-30_DocAttention). Needs CUDA and Triton; segment_attention elsewhere.
+    Raises ValueError for other shapes (the kernels would read past them)."""
+    T, H, d = q.shape
+    shaped = all(t.shape == q.shape and t.is_contiguous() for t in (q, k, v))
+    if T % ATTN_BLOCK or d not in ATTN_HEAD_DIMS or not shaped:
+        raise ValueError(f"doc_attention: q, k, v must be contiguous (T, H, d) with T a multiple of {ATTN_BLOCK} and d "
+                         f"in {ATTN_HEAD_DIMS}; got {[tuple(t.shape) for t in (q, k, v)]}")
     return getattr(torch.ops, OPS).doc_attention(q, k, v, doc, lo, hi, window)[0]
 
 
@@ -1046,7 +1058,8 @@ class ProteinLM(nn.Module):
     """The encoder. forward(tokens (T,) int64, starts (T,) bool[, labels (T,) int64[, weights (T,) float32]])
     returns logits (T, V) float32, soft-capped at cfg.logit_softcap, or, given labels, the mean cross-entropy
     (nats) over the positions whose label is not -100, or, given weights too, sum(weights x cross-entropy).
-    Attention never crosses sequence boundaries: doc_attention on CUDA, segment_attention elsewhere.
+    Attention never crosses sequence boundaries: doc_attention on CUDA with Triton for head sizes in
+    ATTN_HEAD_DIMS, segment_attention otherwise.
     """
 
     def __init__(self, cfg):
@@ -1166,7 +1179,8 @@ def flops_per_token(model, mean_sq_len):
     """Model FLOPs per real token, forward + backward (x3 of forward), as in Kaplan et al. / PaLM appendix B:
     6 * N_matmul (each weight: 2 FLOPs per token forward) + attention 12 * L * D * E[n²]/E[n] (QK^T and AV,
     2 * n * D each per token per layer forward, n = length of the token's own sequence).
-    mean_sq_len = sum(n²) / sum(n) over the sequences seen."""
+    mean_sq_len = sum(n²) / sum(n) over the sequences seen. --attention_window is not counted: with a window
+    shorter than the sequences, the attention term (and MFU) is an upper bound."""
     c = model.cfg
     return 6 * model.matmul_params() + 12 * c.num_layers * c.model_dim * mean_sq_len
 
@@ -2287,7 +2301,7 @@ def train(argv):
     per_round = cfg.tokens_per_micro_batch * world_size  # one micro-batch on every process
     if micro_per_step < 1 or micro_per_step * per_round != cfg.tokens_per_step:
         fit = max(1, round(cfg.tokens_per_step / per_round)) * per_round
-        msg = (f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a multiple of "
+        msg = (f"train_plm.py: error: tokens_per_step {cfg.tokens_per_step} is not a positive multiple of "
                f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} x {world_size} process(es) = {per_round} "
                f"(whole micro-batches on every process): use --tokens_per_step {fit}, a smaller "
                "--tokens_per_micro_batch or fewer processes (each trains differently)")

@@ -138,7 +138,7 @@ def test_open_shard_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(m), toks)
 
 
-@pytest.mark.parametrize("kind", ["magic", "version", "count_larger", "count_smaller", "short", "tiny"])
+@pytest.mark.parametrize("kind", ["magic", "version", "count_larger", "count_smaller", "short", "tiny", "folder"])
 def test_open_shard_rejects_corrupt_shards_naming_the_file(tmp_path, kind):
     toks = np.arange(100, dtype=np.uint8) % 29
     path = tmp_path / f"corrupt_{kind}.bin"
@@ -152,6 +152,8 @@ def test_open_shard_rejects_corrupt_shards_naming_the_file(tmp_path, kind):
         write_tokens(path, toks, n_tokens=99)
     elif kind == "short":  # shorter than the 1024-byte header
         path.write_bytes(np.array([tp.MAGIC, 1, 0], "<i4").tobytes() + bytes(100))
+    elif kind == "folder":  # a folder given where a glob of shards belongs
+        path.mkdir()
     else:
         path.write_bytes(b"")
     with pytest.raises(ValueError) as e:
@@ -955,6 +957,21 @@ def test_document_ranges_hold_every_allowed_key_and_no_block_without_one(layout,
         assert keys[a:a + B].any() and keys[e - B:e].any(), b
 
 
+def test_doc_attention_refuses_shapes_its_kernels_would_read_past():
+    """The kernels read whole 64-token blocks and power-of-two head rows of contiguous (T, H, d) tensors: other
+    inputs are refused before any kernel runs, with the shapes in the message."""
+    with pytest.raises(ValueError, match="not a multiple of ATTN_BLOCK"):
+        tp.document_ranges(*tp.document_ids(torch.ones(100, dtype=torch.bool)))
+    doc, lo, hi = tp.document_ranges(*tp.document_ids(torch.ones(128, dtype=torch.bool)))
+    ok = torch.zeros(128, 2, 16)
+    for q, k, v in ((torch.zeros(100, 2, 16), torch.zeros(100, 2, 16), torch.zeros(100, 2, 16)),  # T
+                    (torch.zeros(128, 2, 48), torch.zeros(128, 2, 48), torch.zeros(128, 2, 48)),  # head size
+                    (ok, ok, torch.zeros(128, 16, 2).transpose(1, 2)),  # a strided v
+                    (ok, ok, torch.zeros(128, 1, 16))):  # shapes differ
+        with pytest.raises(ValueError, match="doc_attention: q, k, v must be contiguous"):
+            tp.doc_attention(q, k, v, doc, lo, hi)
+
+
 DOC_ATTENTION_CHECK = r"""
 import sys, torch
 sys.path.insert(0, sys.argv[1])
@@ -1136,7 +1153,12 @@ def test_micro_batch_size_is_checked_against_the_mask_block_and_max_length(capsy
     assert cfg_of("--tokens_per_micro_batch", 3 * tp.ATTN_BLOCK, "--max_length", 100).tokens_per_micro_batch == 192
     with pytest.raises(SystemExit) as e:
         tp.parse_config(["--tokens_per_micro_batch", "100", "--max_length", "64"], has_gpu=False)
-    assert e.value.code == 2 and f"tokens_per_micro_batch 100 is not a multiple of {tp.ATTN_BLOCK}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"tokens_per_micro_batch 100 is not a positive multiple of {tp.ATTN_BLOCK}" in err
+    for bad in ("0", "-64"):
+        with pytest.raises(SystemExit):
+            tp.parse_config(["--tokens_per_micro_batch", bad, "--max_length", "64"], has_gpu=False)
+        assert f"tokens_per_micro_batch {bad} is not a positive multiple" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tp.parse_config(["--tokens_per_micro_batch", "128", "--max_length", "129"], has_gpu=False)
     assert "max_length 129 is longer than tokens_per_micro_batch 128" in capsys.readouterr().err
@@ -1147,7 +1169,7 @@ def test_a_step_of_partial_micro_batches_is_refused_with_a_value_that_fits(tmp_p
     and is also written to the run's log."""
     with pytest.raises(SystemExit) as e:
         tp.train(["--tokens_per_step", "20000", "--log_dir", str(tmp_path), "--run_id", "partial"])
-    assert "tokens_per_step 20000 is not a multiple of tokens_per_micro_batch 8192" in str(e.value)
+    assert "tokens_per_step 20000 is not a positive multiple of tokens_per_micro_batch 8192" in str(e.value)
     assert "use --tokens_per_step 16384" in str(e.value)
     assert "use --tokens_per_step 16384" in (tmp_path / "partial.txt").read_text()
 
