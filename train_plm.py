@@ -2322,8 +2322,8 @@ def train(argv):
     n_params = sum(p.numel() for p in params)
     log(f"parameters {n_params:,}")
     if cfg.max_params and n_params >= cfg.max_params:
-        raise SystemExit(f"{n_params:,} parameters: the speed track allows fewer than {cfg.max_params:,} "
-                         "(--max_params 0 lifts the cap for runs that are not speed-track records)")
+        raise SystemExit(f"train_plm.py: error: {n_params:,} parameters: the speed track allows fewer than "
+                         f"{cfg.max_params:,} (--max_params 0 lifts the cap for runs that are not speed-track records)")
     opts, counts = make_optimizers(model, cfg, device.type == "cuda", rank, world_size)
     log("optimizer groups " + ", ".join(f"{k}: {n} tensors / {m:,} params" for k, (n, m) in counts.items()))
     if cfg.compile:

@@ -1479,7 +1479,8 @@ def test_a_model_over_the_parameter_cap_is_refused(tmp_path, monkeypatch):
     base = ["--preset", "cpu", "--train_files", str(tmp_path / "t_train_*.bin"), "--log_dir", str(tmp_path / "logs"),
             "--out_dir", str(tmp_path / "ck"), "--run_id", "cap"]
     n = sum(p.numel() for p in tp.ProteinLM(cfg_of("--preset", "cpu")).parameters())
-    with pytest.raises(SystemExit, match=f"{n:,} parameters: the speed track allows fewer than {n:,}"):
+    refusal = f"^train_plm.py: error: {n:,} parameters: the speed track allows fewer than {n:,}"
+    with pytest.raises(SystemExit, match=refusal):
         tp.main(base + ["--max_params", str(n)])
 
 
