@@ -614,6 +614,34 @@ def rotary(x, cos, sin):
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).type_as(x)
 
 
+def sum_by_index(g, idx, rows):
+    """Rows of g (T, D) summed per index: idx (T,) int64 in [0, rows) -> (rows, D) in g's dtype, out[i] = the sum
+    of g[t] over the t with idx[t] == i. A product with the one-hot matrix (exact 0/1 operands, fp32
+    accumulation): deterministic, where index_add_'s atomic adds sum in a different order each run
+    (records/2026-11-30_Deterministic). Rows padded to a multiple of 64, so cuBLAS gets aligned operands (with
+    33 it ran a slow sm75 kernel)."""
+    n = -(-rows // 64) * 64
+    onehot_t = (torch.arange(n, device=idx.device)[:, None] == idx[None, :]).to(g.dtype)  # (n, T)
+    return (onehot_t @ g)[:rows]
+
+
+class GatherRows(torch.autograd.Function):
+    """table (V, D)[idx (T,) int64] -> (T, D): an embedding lookup. The backward is sum_by_index (deterministic).
+    Inside a compiled block the lookup fuses into the kernel that reads it: the block reads the 33-row table,
+    not a (T, D) tensor, and its gradient needs no (T, D) sum across blocks."""
+
+    @staticmethod
+    def forward(ctx, table, idx):
+        ctx.save_for_backward(idx)
+        ctx.rows = table.size(0)
+        return table[idx]
+
+    @staticmethod
+    def backward(ctx, g):
+        (idx,) = ctx.saved_tensors
+        return sum_by_index(g, idx, ctx.rows), None
+
+
 def qkv_prep_reference(qkv, ve, lam, cos, sin, heads):
     """What attention does to the qkv product before attending, in plain PyTorch (CPU, and the test of
     the fused kernel): q, k = RoPE(RMSNorm(.)) (QK-norm: Henry et al. 2020, Dehghani et al. 2023), v mixed
@@ -673,7 +701,7 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         tl.store(dst + HD // 2 + half, (r * (dn2 - n2 * m)).to(dst.dtype.element_ty), mask=live)
 
     @triton.jit
-    def _qkv_prep_fwd(qkv, ve, ve_stride, lam, cos, sin, q, k, v, T, EPS: tl.constexpr, H: tl.constexpr,
+    def _qkv_prep_fwd(qkv, tok, ve, lam, cos, sin, q, k, v, T, EPS: tl.constexpr, H: tl.constexpr,
                       HD: tl.constexpr, HAS_VE: tl.constexpr, BLOCK: tl.constexpr):
         j = tl.program_id(0)  # head; consecutive programs share tokens (and their cos, sin)
         t = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)[:, None]
@@ -685,12 +713,12 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         _norm_rope(row + (H + j) * HD, k + out, c, s, half, live, EPS, HD)
         x = tl.load(row + (2 * H + j) * HD + col, mask=live).to(tl.float32)
         if HAS_VE:
-            e = tl.load(ve + t * ve_stride + j * HD + col, mask=live).to(tl.float32)
+            e = tl.load(ve + tl.load(tok + t, mask=live) * (H * HD) + j * HD + col, mask=live).to(tl.float32)
             x = tl.load(lam) * x + tl.load(lam + 1) * e
         tl.store(v + out + col, x.to(v.dtype.element_ty), mask=live)
 
     @triton.jit
-    def _qkv_prep_bwd(qkv, ve, ve_stride, lam, cos, sin, dq, dk, dv, dqkv, dve, dlam, T, EPS: tl.constexpr,
+    def _qkv_prep_bwd(qkv, tok, ve, lam, cos, sin, dq, dk, dv, dqkv, dve, dlam, T, EPS: tl.constexpr,
                       H: tl.constexpr, HD: tl.constexpr, HAS_VE: tl.constexpr, BLOCK: tl.constexpr):
         j, pid = tl.program_id(0), tl.program_id(1)
         t = pid * BLOCK + tl.arange(0, BLOCK)[:, None]
@@ -703,7 +731,7 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         g = tl.load(dv + out + col, mask=live).to(tl.float32)
         if HAS_VE:  # this program's share of the lambdas' gradients, summed in program order outside
             x = tl.load(row + (2 * H + j) * HD + col, mask=live).to(tl.float32)
-            e = tl.load(ve + t * ve_stride + j * HD + col, mask=live).to(tl.float32)
+            e = tl.load(ve + tl.load(tok + t, mask=live) * (H * HD) + j * HD + col, mask=live).to(tl.float32)
             tl.store(dlam + 2 * (pid * H + j), tl.sum(tl.sum(g * x, 1), 0))
             tl.store(dlam + 2 * (pid * H + j) + 1, tl.sum(tl.sum(g * e, 1), 0))
             tl.store(dve + t * (H * HD) + j * HD + col, (tl.load(lam + 1) * g).to(dve.dtype.element_ty), mask=live)
@@ -711,47 +739,51 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         tl.store(drow + (2 * H + j) * HD + col, g.to(dqkv.dtype.element_ty), mask=live)
 
     @torch.library.triton_op(f"{OPS}::qkv_prep", mutates_args=())
-    def _qkv_prep_op(qkv: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor,
-                     sin: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv_prep_op(qkv: torch.Tensor, tok: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor,
+                     cos: torch.Tensor, sin: torch.Tensor,
+                     heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
         q, k, v = (qkv.new_empty(T, heads, hd) for _ in range(3))
         torch.library.wrap_triton(_qkv_prep_fwd)[(heads, triton.cdiv(T, QKV_PREP_BLOCK))](
-            qkv, qkv if ve is None else ve, 0 if ve is None else ve.stride(0), lam, cos, sin, q, k, v, T,
+            qkv, tok, qkv if ve is None else ve, lam, cos, sin, q, k, v, T,
             torch.finfo(torch.float32).eps, heads, hd, ve is not None, QKV_PREP_BLOCK, num_warps=4)
         return q, k, v
 
     @torch.library.triton_op(f"{OPS}::qkv_prep_backward", mutates_args=())
     def _qkv_prep_backward_op(dq: torch.Tensor, dk: torch.Tensor, dv: torch.Tensor, qkv: torch.Tensor,
-                              ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                              heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                              tok: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor,
+                              sin: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
         programs = triton.cdiv(T, QKV_PREP_BLOCK)
         dqkv = torch.empty_like(qkv)
         dve = qkv.new_empty(T, heads * hd, dtype=qkv.dtype if ve is None else ve.dtype)  # unused without ve
         dlam = lam.new_zeros(programs * heads, 2)
         torch.library.wrap_triton(_qkv_prep_bwd)[(heads, programs)](
-            qkv, qkv if ve is None else ve, 0 if ve is None else ve.stride(0), lam, cos, sin, dq.contiguous(),
+            qkv, tok, qkv if ve is None else ve, lam, cos, sin, dq.contiguous(),
             dk.contiguous(), dv.contiguous(), dqkv, dve, dlam, T, torch.finfo(torch.float32).eps, heads, hd,
             ve is not None, QKV_PREP_BLOCK, num_warps=4)
         return dqkv, dve, dlam.sum(0)
 
     def _qkv_prep_setup(ctx, inputs, output):
-        qkv, ve, lam, cos, sin, heads = inputs
-        ctx.save_for_backward(qkv, ve, lam, cos, sin)
+        qkv, tok, ve, lam, cos, sin, heads = inputs
+        ctx.save_for_backward(qkv, tok, ve, lam, cos, sin)
         ctx.heads = heads
 
     def _qkv_prep_grad(ctx, dq, dk, dv):
-        qkv, ve, lam, cos, sin = ctx.saved_tensors
-        dqkv, dve, dlam = getattr(torch.ops, OPS).qkv_prep_backward(dq, dk, dv, qkv, ve, lam, cos, sin, ctx.heads)
-        return dqkv, None if ve is None else dve, None if ve is None else dlam, None, None, None
+        qkv, tok, ve, lam, cos, sin = ctx.saved_tensors
+        dqkv, dve, dlam = getattr(torch.ops, OPS).qkv_prep_backward(dq, dk, dv, qkv, tok, ve, lam, cos, sin, ctx.heads)
+        if ve is None:
+            return dqkv, None, None, None, None, None, None
+        return dqkv, None, sum_by_index(dve, tok, ve.size(0)), dlam, None, None, None
 
     torch.library.register_autograd(f"{OPS}::qkv_prep", _qkv_prep_grad, setup_context=_qkv_prep_setup)
 
     # Attention within each sequence of a packed micro-batch: FlashAttention-2's algorithm (Dao 2023) over each
-    # block's key range [lo, hi) (document_ranges), with the token-level mask (same sequence, window) applied in
-    # every tile. The forward keeps the log-sum-exp per query (base 2); the backward runs as in Triton's fused
-    # attention tutorial: one pass of programs per key block for dK, dV and one per query block for dQ, each
-    # summing over the other side in its own registers (no atomics: the same bits every run).
+    # block's key range [lo, hi) (document_ranges). The token-level mask (same sequence, window) is applied only in
+    # tiles that hold two sequences (FlexAttention's partial blocks). The forward keeps the log-sum-exp per
+    # query (base 2); the backward runs as in Triton's fused attention tutorial: one pass of programs per query
+    # block for dQ, then one per key block for dK, dV, each summing over the other side in its own registers
+    # (no atomics: the same bits every run).
 
     @triton.jit
     def _attn_mask(doc_q, doc_k, tq, tk, WINDOW: tl.constexpr):
@@ -762,12 +794,20 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         return same
 
     @triton.jit
+    def _attn_full(DOC, tq0, tk0, BM: tl.constexpr, BN: tl.constexpr, WINDOW: tl.constexpr):
+        """Whether the tile of queries [tq0, tq0 + BM) and keys [tk0, tk0 + BN) needs no mask: all its tokens in one
+        sequence (doc ids never decrease along the row, so two comparisons decide it) and within WINDOW."""
+        full = (tl.load(DOC + tq0) == tl.load(DOC + tk0 + BN - 1)) & (tl.load(DOC + tk0) == tl.load(DOC + tq0 + BM - 1))
+        if WINDOW > 0:
+            full = full & (tl.maximum(tq0 + BM - 1 - tk0, tk0 + BN - 1 - tq0) <= WINDOW)
+        return full
+
+    @triton.jit
     def _attn_fwd(Q, K, V, O, LSE, DOC, LO, HI, T, QK_SCALE: tl.constexpr, WINDOW: tl.constexpr, H: tl.constexpr,
                   HD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, RB: tl.constexpr):
         h, mb = tl.program_id(0), tl.program_id(1)
         tq, col = mb * BM + tl.arange(0, BM), tl.arange(0, HD)[None, :]
         q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
-        doc_q = tl.load(DOC + tq)
         m_i = tl.full([BM], -1.0e30, tl.float32)  # finite: a row may meet no key of its own in a tile
         l_i = tl.zeros([BM], tl.float32)
         acc = tl.zeros([BM, HD], tl.float32)
@@ -775,9 +815,10 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
             tk = start + tl.arange(0, BN)
             k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
             s = tl.dot(q, tl.trans(k))
-            s = tl.where(_attn_mask(doc_q, tl.load(DOC + tk), tq, tk, WINDOW), s * QK_SCALE, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, 1))
-            p = tl.exp2(s - m_new[:, None])
+            if not _attn_full(DOC, mb * BM, start, BM, BN, WINDOW):  # most tiles lie inside one sequence
+                s = tl.where(_attn_mask(tl.load(DOC + tq), tl.load(DOC + tk), tq, tk, WINDOW), s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1) * QK_SCALE)
+            p = tl.exp2(s * QK_SCALE - m_new[:, None])
             alpha = tl.exp2(m_i - m_new)
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
@@ -787,11 +828,29 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         tl.store(LSE + h * T + tq, m_i + tl.log2(l_i))
 
     @triton.jit
-    def _attn_delta(O, DO, DELTA, T, H: tl.constexpr, HD: tl.constexpr, BM: tl.constexpr):
-        """delta = rowsum(o * do) (fp32), the softmax backward's correction."""
-        h, tq = tl.program_id(0), tl.program_id(1) * BM + tl.arange(0, BM)
-        at = tq[:, None] * (H * HD) + h * HD + tl.arange(0, HD)[None, :]
-        tl.store(DELTA + h * T + tq, tl.sum(tl.load(O + at).to(tl.float32) * tl.load(DO + at).to(tl.float32), 1))
+    def _attn_bwd_dq(Q, K, V, O, DO, LSE, DELTA, DOC, LO, HI, DQ, T, QK_SCALE: tl.constexpr, SCALE: tl.constexpr,
+                     WINDOW: tl.constexpr, H: tl.constexpr, HD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                     RB: tl.constexpr):
+        """The first backward pass: dQ of 64 queries, and their delta = rowsum(o * do) (fp32, the softmax
+        backward's correction), stored for the dK/dV pass."""
+        h, mb = tl.program_id(0), tl.program_id(1)
+        tq, col = mb * BM + tl.arange(0, BM), tl.arange(0, HD)[None, :]
+        at = tq[:, None] * (H * HD) + h * HD + col
+        q, do = tl.load(Q + at), tl.load(DO + at)
+        lse = tl.load(LSE + h * T + tq)
+        delta = tl.sum(tl.load(O + at).to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + h * T + tq, delta)
+        dq = tl.zeros([BM, HD], tl.float32)
+        for start in tl.range(tl.load(LO + mb * BM // RB), tl.load(HI + (mb * BM + BM - 1) // RB), BN):
+            tk = start + tl.arange(0, BN)
+            k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
+            v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
+            p = tl.exp2(tl.dot(q, tl.trans(k)) * QK_SCALE - lse[:, None])
+            if not _attn_full(DOC, mb * BM, start, BM, BN, WINDOW):
+                p = tl.where(_attn_mask(tl.load(DOC + tq), tl.load(DOC + tk), tq, tk, WINDOW), p, 0.0)
+            ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
+            dq += tl.dot(ds.to(k.dtype), k)
+        tl.store(DQ + at, (dq * SCALE).to(DQ.dtype.element_ty))
 
     @triton.jit
     def _attn_bwd_dkdv(Q, K, V, DO, LSE, DELTA, DOC, LO, HI, DK, DV, T, QK_SCALE: tl.constexpr, SCALE: tl.constexpr,
@@ -801,42 +860,20 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         tk, col = nb * BN + tl.arange(0, BN), tl.arange(0, HD)[None, :]
         k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
         v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
-        doc_k = tl.load(DOC + tk)
         dk = tl.zeros([BN, HD], tl.float32)
         dv = tl.zeros([BN, HD], tl.float32)
         for start in tl.range(tl.load(LO + nb * BN // RB), tl.load(HI + (nb * BN + BN - 1) // RB), BM):
             tq = start + tl.arange(0, BM)
             q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
             p_t = tl.exp2(tl.dot(k, tl.trans(q)) * QK_SCALE - tl.load(LSE + h * T + tq)[None, :])  # (keys, queries)
-            p_t = tl.where(_attn_mask(doc_k, tl.load(DOC + tq), tk, tq, WINDOW), p_t, 0.0)
+            if not _attn_full(DOC, start, nb * BN, BM, BN, WINDOW):
+                p_t = tl.where(_attn_mask(tl.load(DOC + tk), tl.load(DOC + tq), tk, tq, WINDOW), p_t, 0.0)
             do = tl.load(DO + tq[:, None] * (H * HD) + h * HD + col)
             dv += tl.dot(p_t.to(do.dtype), do)
             ds_t = p_t * (tl.dot(v, tl.trans(do)) - tl.load(DELTA + h * T + tq)[None, :])
             dk += tl.dot(ds_t.to(q.dtype), q)
         tl.store(DK + tk[:, None] * (H * HD) + h * HD + col, (dk * SCALE).to(DK.dtype.element_ty))
         tl.store(DV + tk[:, None] * (H * HD) + h * HD + col, dv.to(DV.dtype.element_ty))
-
-    @triton.jit
-    def _attn_bwd_dq(Q, K, V, DO, LSE, DELTA, DOC, LO, HI, DQ, T, QK_SCALE: tl.constexpr, SCALE: tl.constexpr,
-                     WINDOW: tl.constexpr, H: tl.constexpr, HD: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                     RB: tl.constexpr):
-        h, mb = tl.program_id(0), tl.program_id(1)
-        tq, col = mb * BM + tl.arange(0, BM), tl.arange(0, HD)[None, :]
-        q = tl.load(Q + tq[:, None] * (H * HD) + h * HD + col)
-        do = tl.load(DO + tq[:, None] * (H * HD) + h * HD + col)
-        lse = tl.load(LSE + h * T + tq)
-        delta = tl.load(DELTA + h * T + tq)
-        doc_q = tl.load(DOC + tq)
-        dq = tl.zeros([BM, HD], tl.float32)
-        for start in tl.range(tl.load(LO + mb * BM // RB), tl.load(HI + (mb * BM + BM - 1) // RB), BN):
-            tk = start + tl.arange(0, BN)
-            k = tl.load(K + tk[:, None] * (H * HD) + h * HD + col)
-            v = tl.load(V + tk[:, None] * (H * HD) + h * HD + col)
-            p = tl.exp2(tl.dot(q, tl.trans(k)) * QK_SCALE - lse[:, None])
-            p = tl.where(_attn_mask(doc_q, tl.load(DOC + tk), tq, tk, WINDOW), p, 0.0)
-            ds = p * (tl.dot(do, tl.trans(v)) - delta[:, None])
-            dq += tl.dot(ds.to(k.dtype), k)
-        tl.store(DQ + tq[:, None] * (H * HD) + h * HD + col, (dq * SCALE).to(DQ.dtype.element_ty))
 
     @torch.library.triton_op(f"{OPS}::doc_attention", mutates_args=())
     def _doc_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, doc: torch.Tensor, lo: torch.Tensor,
@@ -856,16 +893,15 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
         T, H, hd = q.shape
         do = do.contiguous()
         delta = torch.empty_like(lse)
-        torch.library.wrap_triton(_attn_delta)[(H, T // ATTN_BLOCK)](o, do, delta, T, H, hd, ATTN_BLOCK, num_warps=4)
         dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         scales = (hd ** -0.5 * math.log2(math.e), hd ** -0.5)
+        P, N, warps, stages = ATTN_TILES["dq"]  # first: it also computes delta, which the dK/dV pass reads
+        torch.library.wrap_triton(_attn_bwd_dq)[(H, T // P)](
+            q, k, v, o, do, lse, delta, doc, lo, hi, dq, T, *scales, window, H, hd, P, N, ATTN_BLOCK,
+            num_warps=warps, num_stages=stages)
         P, N, warps, stages = ATTN_TILES["dkdv"]
         torch.library.wrap_triton(_attn_bwd_dkdv)[(H, T // P)](
             q, k, v, do, lse, delta, doc, lo, hi, dk, dv, T, *scales, window, H, hd, P, N, ATTN_BLOCK,
-            num_warps=warps, num_stages=stages)
-        P, N, warps, stages = ATTN_TILES["dq"]
-        torch.library.wrap_triton(_attn_bwd_dq)[(H, T // P)](
-            q, k, v, do, lse, delta, doc, lo, hi, dq, T, *scales, window, H, hd, P, N, ATTN_BLOCK,
             num_warps=warps, num_stages=stages)
         return dq, dk, dv
 
@@ -881,19 +917,21 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
     torch.library.register_autograd(f"{OPS}::doc_attention", _doc_attention_grad, setup_context=_doc_attention_setup)
 
 
-def qkv_prep(qkv, ve, lam, cos, sin, heads):
-    """qkv_prep_reference's result (to bf16 rounding: the kernels compute in fp32 and round once), by one
-    fused Triton kernel and one for its backward on a GPU with a power-of-two head size d; by
-    qkv_prep_reference elsewhere. qkv (T, 3D) bf16, ve (T, D) bf16 (rows may be strided) or None, lam (2,)
-    float32 or None, cos/sin (T, 1, d/2) float32 -> q, k, v (T, H, d) bf16."""
+def qkv_prep(qkv, tokens, table, lam, cos, sin, heads):
+    """qkv_prep_reference's result with ve = table[tokens] (to bf16 rounding: the kernels compute in fp32 and
+    round once), by one fused Triton kernel and one for its backward on a GPU with a power-of-two head size d
+    (the kernel reads each token's row of the value-embedding table itself; the table's gradient is
+    sum_by_index of the rows'); by GatherRows and qkv_prep_reference elsewhere. qkv (T, 3D) bf16, tokens (T,)
+    int64, table (V, D) bf16 or None, lam (2,) float32 or None, cos/sin (T, 1, d/2) float32 -> q, k, v (T, H, d)
+    bf16."""
     hd = qkv.size(1) // (3 * heads)
     if triton is None or not qkv.is_cuda or hd & (hd - 1) or hd < 4:
+        ve = None if table is None else GatherRows.apply(table, tokens)
         return qkv_prep_reference(qkv, ve, lam, cos, sin, heads)
     if lam is None:
-        lam = qkv.new_ones(2, dtype=torch.float32)  # unused without ve
-    if ve is not None and ve.stride(1) != 1:
-        ve = ve.contiguous()
-    return getattr(torch.ops, OPS).qkv_prep(qkv.contiguous(), ve, lam, cos.squeeze(1), sin.squeeze(1), heads)
+        lam = qkv.new_ones(2, dtype=torch.float32)  # unused without a table
+    return getattr(torch.ops, OPS).qkv_prep(qkv.contiguous(), tokens, None if table is None else table.contiguous(),
+                                            lam, cos.squeeze(1), sin.squeeze(1), heads)
 
 
 def doc_attention(q, k, v, doc, lo, hi, window=0):
@@ -902,7 +940,9 @@ def doc_attention(q, k, v, doc, lo, hi, window=0):
     algorithm, Dao 2023): q, k, v (T, H, d) bf16 contiguous, d in ATTN_HEAD_DIMS, T a multiple of ATTN_BLOCK;
     doc, lo, hi from document_ranges -> (T, H, d) bf16. Differentiable; the same bits every run. Against
     FlexAttention with a document block mask on a reference micro-batch (H200): forward + backward kernels 1.08 ms
-    against 1.15 ms (records/2026-11-30_DocAttention). Needs CUDA and Triton; segment_attention elsewhere.
+    against 1.15 ms (records/2026-11-30_DocAttention); with delta inside the dQ pass and no mask in tiles inside
+    one sequence (71% of them), 1.086 against 1.101 ms (records/2026-11-30_LookupsInBlocks). Needs CUDA and
+    Triton; segment_attention elsewhere.
     Raises ValueError for other shapes (the kernels would read past them)."""
     T, H, d = q.shape
     shaped = all(t.shape == q.shape and t.is_contiguous() for t in (q, k, v))
@@ -1011,13 +1051,13 @@ class Attention(nn.Module):
         nn.init.zeros_(self.out.weight)  # zero-init output projection: each block starts as the identity
         self.ve_lambdas = nn.Parameter(torch.tensor([0.5, 0.5])) if has_ve else None
 
-    def forward(self, x, ve, cos, sin, mask):
+    def forward(self, x, tokens, ve_table, cos, sin, mask):
         T, D = x.shape
         # FP8 (on CUDA, with gradients: training; evaluation and inference run bf16): the forward only. The input
         # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
         # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
         qkv = linear(x, self.qkv_w.flatten(0, 1), 1 if fp8_active(self.fp8, x) else 0)
-        q, k, v = qkv_prep(qkv, ve, self.ve_lambdas, cos, sin, self.heads)  # (T, H, d) each
+        q, k, v = qkv_prep(qkv, tokens, ve_table, self.ve_lambdas, cos, sin, self.heads)  # (T, H, d) each
         if isinstance(mask, list):  # sequence lengths: no GPU kernels here
             y = segment_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)), mask, self.window)[0].transpose(0, 1)
         else:
@@ -1046,11 +1086,13 @@ class Block(nn.Module):
         self.mlp = MLP(cfg.model_dim, cfg.mlp_dim, cfg.fp8)
         self.lambdas = nn.Parameter(torch.tensor([1.0, 0.0]))  # mix of the residual stream and the embedding x0
 
-    def forward(self, x, x0, ve, cos, sin, mask, skip=None, skip_weight=None):
+    def forward(self, x, tokens, x0_table, ve_table, cos, sin, mask, skip=None, skip_weight=None):
+        """x (T, D) -> (T, D). tokens (T,) int64; x0_table (V, D): the normed embedding of each token id, looked
+        up here (x0 = x0_table[tokens]); ve_table (V, D) or None: this block's value-embedding table."""
         if skip is not None:  # U-net: the output of this block's mirror in the first half
             x = x + skip_weight * skip
-        x = self.lambdas[0] * x + self.lambdas[1] * x0
-        x = x + self.attn(norm(x), ve, cos, sin, mask)
+        x = self.lambdas[0] * x + self.lambdas[1] * GatherRows.apply(x0_table, tokens)
+        x = x + self.attn(norm(x), tokens, ve_table, cos, sin, mask)
         return x + self.mlp(norm(x))
 
 
@@ -1106,34 +1148,30 @@ class ProteinLM(nn.Module):
         every block's output (the last is before the head's norm). every_layer=False: only the last, as a
         one-element list (training keeps no other)."""
         mask, cos, sin = self.attention_inputs(starts)
-        x0, ves = self.embed_inputs(tokens)
-        x = x0.clone()  # not x0 itself: block 0 would compile apart from the others (dynamo guards on aliasing)
+        x0, x0_table, ve_tables = self.embed_inputs(tokens)
+        x = x0
         L, skips, out = len(self.blocks), [], [x0]
         for i, block in enumerate(self.blocks):
             skip = ()
             if i >= L - L // 2:  # U-net: block i gets block L - 1 - i's output, added inside the block
                 s = skips.pop()
-                skip = (s.clone() if s is x else s, self.skip_weights[L - 1 - i])  # (x itself: as x0 above)
+                # (not x itself: dynamo guards on aliasing, so that block would compile a graph of its own)
+                skip = (s.clone() if s is x else s, self.skip_weights[L - 1 - i])
             j = self.ve_of_block[i]
-            x = block(x, x0, None if j is None else ves[j], cos, sin, mask, *skip)
+            x = block(x, tokens, x0_table, None if j is None else ve_tables[j], cos, sin, mask, *skip)
             if i < L // 2:
                 skips.append(x)
             out.append(x)
         return out if every_layer else [x]
 
     def embed_inputs(self, tokens):
-        """tokens (T,) int64 -> (x0 (T, D): the normed token embedding, ves: one (T, D) view per value-embedding
-        table), bf16 on GPU (the residual stream's dtype), float32 elsewhere."""
+        """tokens (T,) int64 -> (x0 (T, D): the normed token embedding; x0_table (V, D): the same for each token
+        id; ve_tables: the value-embedding tables (V, D)), bf16 on GPU (the residual stream's dtype), float32
+        elsewhere. Every block looks its rows up itself (GatherRows, and qkv_prep's kernel for the value
+        embeddings): no (T, D) tensor per table, and no (T, D) gradient summed across blocks."""
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32
-        # lookups as one-hot matrix products (exact): their backward is a matrix product too, deterministic,
-        # where F.embedding's atomic adds sum in a different order each run (records/2026-11-30_Deterministic)
-        onehot = (tokens[:, None] == torch.arange(V, device=tokens.device)).to(dt)  # (F.one_hot syncs to check)
-        x0 = norm(onehot @ self.embed.weight.to(dt))
-        ves = ()
-        if self.value_embeds:  # all tables in one product
-            tables = torch.cat([ve.weight for ve in self.value_embeds], 1).to(dt)
-            ves = (onehot @ tables).chunk(len(self.value_embeds), 1)
-        return x0, ves
+        x0_table = norm(self.embed.weight.to(dt))  # RMSNorm is per row: norming the table = norming the lookups
+        return GatherRows.apply(x0_table, tokens), x0_table, tuple(ve.weight.to(dt) for ve in self.value_embeds)
 
     def forward(self, tokens, starts, labels=None, weights=None):
         return self.head(self.hidden_states(tokens, starts, every_layer=False)[-1], labels, weights)
@@ -2312,8 +2350,9 @@ def train(argv):
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step, and across
     # machines of one kind (records/2026-11-30_InductorDeterministic: 1 GPU of two H200 machines, 2 of a third;
     # tests: 1, 2 and 4 CPU ranks; one 2-GPU run of records/2026-11-30_MuonSets did not, when inductor's
-    # deterministic mode did not hold): one-hot embedding lookups, tree_sum's order, Muon's sets (its
-    # Newton-Schulz batches, the same for any GPU count), and inductor's deterministic mode (INDUCTOR_OPTIONS)
+    # deterministic mode did not hold): embedding gradients as one-hot products (sum_by_index), tree_sum's
+    # order, Muon's sets (its Newton-Schulz batches, the same for any GPU count), and inductor's deterministic
+    # mode (INDUCTOR_OPTIONS)
     torch._inductor.config.inductor_choices_class = KernelChoices  # persistent reductions of 2,048-wide rows
     # model and optimizers (the same seed on every rank gives the same initial weights)
     torch.manual_seed(cfg.seed)

@@ -569,23 +569,26 @@ import sys, torch
 sys.path.insert(0, sys.argv[1])
 import train_plm as tp
 torch.manual_seed(0)
-T, H, hd = 75, 3, 16  # T not a multiple of the kernel's token block: its masked tail is exercised
+T, H, hd, V = 75, 3, 16, 33  # T not a multiple of the kernel's token block: its masked tail is exercised
 worst = {}
 for has_ve in (True, False):
     qkv = (3 * torch.randn(T, 3 * H * hd)).bfloat16().requires_grad_()
-    tables = torch.randn(T, 2 * H * hd, dtype=torch.bfloat16, requires_grad=True)
-    ve = tables.chunk(2, 1)[1] if has_ve else None  # a strided view, as the model passes it
+    table = torch.randn(V, H * hd, dtype=torch.bfloat16, requires_grad=True)  # a value-embedding table
+    tokens = torch.randint(0, V, (T,))
+    tokens[:3] = torch.tensor([0, V - 1, 5])
     lam = torch.tensor([0.7, -0.4], requires_grad=True) if has_ve else None
     angles = torch.rand(T, 1, hd // 2) * 6
     cos, sin = angles.cos(), angles.sin()
     grads = [torch.randn(T, H, hd, dtype=torch.bfloat16) for _ in range(3)]
-    inputs = [qkv] + ([ve, lam] if has_ve else [])
-    want = tp.qkv_prep_reference(qkv.float(), None if ve is None else ve.float(), lam, cos, sin, H)
+    inputs = [qkv] + ([table, lam] if has_ve else [])
+    ve = table.float()[tokens] if has_ve else None  # the lookup as plain indexing
+    want = tp.qkv_prep_reference(qkv.float(), ve, lam, cos, sin, H)
     want_grads = torch.autograd.grad(want, inputs, [g.float() for g in grads])
     op = getattr(torch.ops, tp.OPS).qkv_prep
-    got = op(qkv, ve, lam if has_ve else torch.ones(2), cos.squeeze(1), sin.squeeze(1), H)
+    got = op(qkv, tokens, table if has_ve else None, lam if has_ve else torch.ones(2), cos.squeeze(1),
+             sin.squeeze(1), H)
     got_grads = torch.autograd.grad(got, inputs, grads)
-    names = ["q", "k", "v", "dqkv", "dve", "dlam"]
+    names = ["q", "k", "v", "dqkv", "dtable", "dlam"]
     for name, a, b in zip(names, list(got) + list(got_grads), list(want) + list(want_grads)):
         assert a.shape == b.shape and a.dtype == (torch.float32 if name == "dlam" else torch.bfloat16), name
         err = float((a.float() - b.float()).abs().max() / b.float().abs().max())
@@ -614,15 +617,37 @@ def test_fused_qkv_prep_kernel_matches_pytorch(tmp_path):
 
 
 def test_qkv_prep_uses_the_reference_path_on_cpu():
-    """On CPU the model calls plain PyTorch (no Triton), whatever is installed."""
-    T, H, hd = 8, 2, 8
-    qkv, ve = torch.randn(T, 3 * H * hd), torch.randn(T, H * hd)
+    """On CPU the model calls plain PyTorch (no Triton), whatever is installed, with the value embedding
+    looked up by GatherRows."""
+    T, H, hd, V = 8, 2, 8, 5
+    qkv, table, tokens = torch.randn(T, 3 * H * hd), torch.randn(V, H * hd), torch.randint(0, V, (T,))
     angles = torch.rand(T, 1, hd // 2)
     lam = torch.tensor([0.5, 0.5])
-    got = tp.qkv_prep(qkv, ve, lam, angles.cos(), angles.sin(), H)
-    want = tp.qkv_prep_reference(qkv, ve, lam, angles.cos(), angles.sin(), H)
+    got = tp.qkv_prep(qkv, tokens, table, lam, angles.cos(), angles.sin(), H)
+    want = tp.qkv_prep_reference(qkv, table[tokens], lam, angles.cos(), angles.sin(), H)
     for a, b in zip(got, want):
         assert torch.equal(a, b)
+
+
+def test_gather_rows_is_a_lookup_whose_gradient_sums_rows_per_token_id():
+    """GatherRows = table[idx]; its backward (sum_by_index, a one-hot product padded to 64 rows) equals
+    index_add_'s sums, ids that never occur get zero rows; a bf16 gradient gives bf16 sums within bf16 rounding."""
+    torch.manual_seed(0)
+    V, T, D = 33, 300, 8
+    table = torch.randn(V, D, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(0, V - 3, (T,))  # the last 3 ids never occur
+    out = tp.GatherRows.apply(table, idx)
+    assert torch.equal(out, table[idx])
+    g = torch.randn(T, D, dtype=torch.float64)
+    (got,) = torch.autograd.grad(out, table, g)
+    want = torch.zeros(V, D, dtype=torch.float64).index_add_(0, idx, g)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert not got[V - 3:].any()
+    g16 = g.bfloat16()  # the GPU path: bf16 gradients, bf16 sums (rounded once, after an fp32 accumulation)
+    want16 = torch.zeros(V, D, dtype=torch.float64).index_add_(0, idx, g16.double())
+    got16 = tp.sum_by_index(g16, idx, V)
+    assert got16.dtype == torch.bfloat16
+    torch.testing.assert_close(got16.double(), want16, rtol=2 ** -8, atol=1e-6)
 
 
 def test_fp8_rowwise_maps_each_row_maximum_to_e4m3s_largest():
@@ -979,7 +1004,7 @@ import train_plm as tp
 torch.manual_seed(0)
 H, hd = 2, 16
 worst = {}
-for window in (0, 40):
+for window in (0, 40, 126):  # 126: the 128-token sequence's two blocks need the mask between them, not within each
     lengths = [37, 100, 64, 5, 200, 1, 60, 45, 128]  # 640 tokens: sequences across, inside and on block edges
     T = sum(lengths)
     starts = torch.zeros(T, dtype=torch.bool)
@@ -1000,9 +1025,9 @@ assert max(worst.values()) < 1e-4, worst
 
 
 def test_doc_attention_kernels_match_segment_attention(tmp_path):
-    """The GPU path's attention kernels (forward, dK/dV and dQ passes), run by Triton's CPU interpreter in
+    """The GPU path's attention kernels (forward, dQ and dK/dV passes), run by Triton's CPU interpreter in
     float32 (its bf16 tl.dot returned wrong products, Triton 3.9), against segment_attention: outputs and
-    gradients, with and without a window."""
+    gradients, with and without a window; tiles inside one sequence (unmasked) and across sequences."""
     _run_under_triton_interpreter(tmp_path, DOC_ATTENTION_CHECK)
 
 
