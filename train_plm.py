@@ -201,7 +201,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error(f"the head size model_dim / num_heads = {cfg.model_dim // cfg.num_heads} must be even (RoPE "
                      "rotates pairs)")
     if cfg.num_value_embeds > (cfg.num_layers + 1) // 2:
-        parser.error("num_value_embeds can be at most half the blocks (each table feeds two mirrored blocks)")
+        parser.error("num_value_embeds can be at most half the blocks, rounded up (each table feeds two mirrored "
+                     "blocks; with an odd count the middle block is its own mirror)")
     if cfg.objective not in OBJECTIVES:
         parser.error(f"unknown objective {cfg.objective!r}; objectives: {list(OBJECTIVES)}")
     if not 0 < cfg.diffusion_t_min < 1:
@@ -616,7 +617,8 @@ def rotary(x, cos, sin):
 
 def sum_by_index(g, idx, rows):
     """Rows of g (T, D) summed per index: idx (T,) int64 in [0, rows) -> (rows, D) in g's dtype, out[i] = the sum
-    of g[t] over the t with idx[t] == i. A product with the one-hot matrix (exact 0/1 operands, fp32
+    of g[t] over the t with idx[t] == i. Ids outside [0, rows) are not checked (a check would sync the GPU) and
+    add to no row: the model's ids are token ids from encode(), all in [0, V). A product with the one-hot matrix (exact 0/1 operands, fp32
     accumulation): deterministic, where index_add_'s atomic adds sum in a different order each run
     (records/2026-11-30_Deterministic). Rows padded to a multiple of 64, so cuBLAS gets aligned operands (with
     33 it ran a slow sm75 kernel)."""
@@ -921,9 +923,10 @@ def qkv_prep(qkv, tokens, table, lam, cos, sin, heads):
     """qkv_prep_reference's result with ve = table[tokens] (to bf16 rounding: the kernels compute in fp32 and
     round once), by one fused Triton kernel and one for its backward on a GPU with a power-of-two head size d
     (the kernel reads each token's row of the value-embedding table itself; the table's gradient is
-    sum_by_index of the rows'); by GatherRows and qkv_prep_reference elsewhere. qkv (T, 3D) bf16, tokens (T,)
-    int64, table (V, D) bf16 or None, lam (2,) float32 or None, cos/sin (T, 1, d/2) float32 -> q, k, v (T, H, d)
-    bf16."""
+    sum_by_index of the rows'); by GatherRows and qkv_prep_reference elsewhere. qkv (T, 3D) bf16 (float32 on
+    CPU), tokens (T,) int64 token ids in [0, V) (not checked: the kernel would read outside the table), table
+    (V, D) in qkv's dtype or None, lam (2,) float32 (None only without a table), cos/sin (T, 1, d/2) float32 ->
+    q, k, v (T, H, d) in qkv's dtype."""
     hd = qkv.size(1) // (3 * heads)
     if triton is None or not qkv.is_cuda or hd & (hd - 1) or hd < 4:
         ve = None if table is None else GatherRows.apply(table, tokens)
