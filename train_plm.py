@@ -618,10 +618,10 @@ def rotary(x, cos, sin):
 def sum_by_index(g, idx, rows):
     """Rows of g (T, D) summed per index: idx (T,) int64 in [0, rows) -> (rows, D) in g's dtype, out[i] = the sum
     of g[t] over the t with idx[t] == i. Ids outside [0, rows) are not checked (a check would sync the GPU) and
-    add to no row: the model's ids are token ids from encode(), all in [0, V). A product with the one-hot matrix (exact 0/1 operands, fp32
-    accumulation): deterministic, where index_add_'s atomic adds sum in a different order each run
-    (records/2026-11-30_Deterministic). Rows padded to a multiple of 64, so cuBLAS gets aligned operands (with
-    33 it ran a slow sm75 kernel)."""
+    add to no row: the model's ids are token ids from encode(), all in [0, V). A product with the one-hot
+    matrix (exact 0/1 operands, fp32 accumulation): deterministic, where index_add_'s atomic adds sum in a
+    different order each run (records/2026-11-30_Deterministic). Rows padded to a multiple of 64, so cuBLAS gets
+    aligned operands (with 33 it ran a slow sm75 kernel)."""
     n = -(-rows // 64) * 64
     onehot_t = (torch.arange(n, device=idx.device)[:, None] == idx[None, :]).to(g.dtype)  # (n, T)
     return (onehot_t @ g)[:rows]
