@@ -966,31 +966,41 @@ def fp8_rowwise(t):
     return (t.float() / scale).to(torch.float8_e4m3fn).contiguous(), scale
 
 
+def fp8_weight(w, dgrad):
+    """What FP8Linear needs of a weight w (..., N, K) (batched over leading dimensions): (w8, scale) =
+    fp8_rowwise(w in bf16), and with dgrad also (wt8, scale_t) of its transpose (..., K, N), for the input
+    gradient. No gradient flows through these copies."""
+    w = w.detach().bfloat16()
+    return fp8_rowwise(w) + (fp8_rowwise(w.transpose(-2, -1)) if dgrad else ())
+
+
 class FP8Linear(torch.autograd.Function):
-    """x (M, K) bf16 @ w (N, K).T bf16 -> (M, N) bf16, the forward as torch._scaled_mm on fp8_rowwise operands;
-    the input gradient g @ w the same way when fp8_dgrad, else in bf16; the weight gradient g.T @ x in bf16
-    (its sum runs over tokens, so row-wise scales of g and x cannot be factored out of it). Fast (Hopper)
-    accumulation: these products sum over K <= 1,536. Needs FP8 matrix units on CUDA (compute capability
-    >= 8.9; torch._scaled_mm raises RuntimeError elsewhere); torch 2.13 also runs it on CPU (the tests)."""
+    """x (M, K) bf16 @ w (N, K).T -> (M, N) bf16, the forward as torch._scaled_mm on fp8_rowwise(x) and w's copy
+    w8, ws (fp8_weight); the input gradient g @ w the same way when given w's transposed copy wt8, wts, else in
+    bf16; the weight gradient g.T @ x of the bf16 operands, in w's dtype (on CUDA written by the product itself:
+    torch.mm's out_dtype; its sum runs over tokens, so row-wise scales of g and x cannot be factored out of it).
+    Fast (Hopper) accumulation: these products sum over K <= 1,536. Needs FP8 matrix units on CUDA (compute
+    capability >= 8.9; torch._scaled_mm raises RuntimeError elsewhere); torch 2.13 also runs it on CPU (the
+    tests)."""
 
     @staticmethod
-    def forward(ctx, x, w, fp8_dgrad):
+    def forward(ctx, x, w, w8, ws, wt8=None, wts=None):
         x8, xs = fp8_rowwise(x)
-        w8, ws = fp8_rowwise(w)
-        ctx.save_for_backward(x, w)
-        ctx.fp8_dgrad = fp8_dgrad
+        ctx.save_for_backward(x, w if wt8 is None else None, wt8, wts)
+        ctx.w_dtype = w.dtype
         return torch._scaled_mm(x8, w8.t(), scale_a=xs, scale_b=ws.t(), out_dtype=x.dtype, use_fast_accum=True)
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved_tensors
-        if ctx.fp8_dgrad:
+        x, w, wt8, wts = ctx.saved_tensors
+        if wt8 is not None:
             g8, gs = fp8_rowwise(g)
-            wt8, wts = fp8_rowwise(w.t())  # (K, N): one scale per input channel; .t() is column-major as needed
             dx = torch._scaled_mm(g8, wt8.t(), scale_a=gs, scale_b=wts.t(), out_dtype=g.dtype, use_fast_accum=True)
         else:
-            dx = g @ w
-        return dx, g.t() @ x, None
+            dx = g @ w.to(g.dtype)
+        # on CUDA the product writes w's dtype (fp32) itself: no bf16 rounding, no cast kernel per weight
+        dw = torch.mm(g.t(), x, out_dtype=ctx.w_dtype) if g.is_cuda else (g.t() @ x).to(ctx.w_dtype)
+        return dx, dw, None, None, None, None
 
 
 def fp8_active(enabled, x):
@@ -1005,7 +1015,7 @@ def fp8_probe(device):
     try:
         x = torch.ones(16, 32, device=device, dtype=torch.bfloat16, requires_grad=True)
         w = torch.ones(16, 32, device=device, dtype=torch.bfloat16)
-        FP8Linear.apply(x, w, True).sum().backward()
+        FP8Linear.apply(x, w, *fp8_weight(w, True)).sum().backward()
         return None
     except (RuntimeError, NotImplementedError) as e:
         return str(e).splitlines()[0]
@@ -1028,13 +1038,14 @@ def fp8_refusal(device):
             f"newer: Ada, Hopper, Blackwell); {where}. --fp8 false runs them in bf16")
 
 
-def linear(x, w, fp8=0):
-    """x (T, K) @ w (N, K).T -> (T, N). fp8 0: F.linear; 1: the forward in FP8; 2: the forward and the input
-    gradient in FP8 (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16
-    fuses into the norm's kernel; weight gradients stay bf16)."""
-    if not fp8:
+def linear(x, w, cast=None):
+    """x (T, K) @ w (N, K).T -> (T, N). cast None: F.linear; else w's FP8 copies (fp8_weight; in training,
+    ProteinLM.fp8_casts): (w8, scale) runs the forward in FP8, (w8, scale, wt8, scale_t) the input gradient too
+    (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16 fuses into the
+    norm's kernel; weight gradients stay bf16)."""
+    if cast is None:
         return F.linear(x, w)
-    return FP8Linear.apply(x.to(torch.bfloat16), w.to(torch.bfloat16), fp8 == 2)
+    return FP8Linear.apply(x.to(torch.bfloat16), w, *cast)
 
 
 def init_linear(w):
@@ -1045,21 +1056,21 @@ def init_linear(w):
 
 
 class Attention(nn.Module):
-    def __init__(self, dim, heads, has_ve, window, fp8=False):
+    def __init__(self, dim, heads, has_ve, window):
         super().__init__()
-        self.heads, self.window, self.fp8 = heads, window, fp8
+        self.heads, self.window = heads, window
         # q, k, v stacked as 3 (D, D) matrices in one parameter: one matmul, Muon orthogonalises each
         self.qkv_w = nn.Parameter(init_linear(torch.empty(3, dim, dim)))
         self.out = nn.Linear(dim, dim, bias=False)
         nn.init.zeros_(self.out.weight)  # zero-init output projection: each block starts as the identity
         self.ve_lambdas = nn.Parameter(torch.tensor([0.5, 0.5])) if has_ve else None
 
-    def forward(self, x, tokens, ve_table, cos, sin, mask):
+    def forward(self, x, tokens, ve_table, cos, sin, mask, fp8=None):
         T, D = x.shape
-        # FP8 (on CUDA, with gradients: training; evaluation and inference run bf16): the forward only. The input
+        # FP8 (fp8: the qkv weight's copy (w8, scale) in training; None: bf16): the forward only. The input
         # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
         # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
-        qkv = linear(x, self.qkv_w.flatten(0, 1), 1 if fp8_active(self.fp8, x) else 0)
+        qkv = linear(x, self.qkv_w.flatten(0, 1), fp8)
         q, k, v = qkv_prep(qkv, tokens, ve_table, self.ve_lambdas, cos, sin, self.heads)  # (T, H, d) each
         if isinstance(mask, list):  # sequence lengths: no GPU kernels here
             y = segment_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)), mask, self.window)[0].transpose(0, 1)
@@ -1069,34 +1080,35 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, dim, hidden, fp8=False):
+    def __init__(self, dim, hidden):
         super().__init__()
-        self.fp8 = fp8
         self.fc = nn.Linear(dim, hidden, bias=False)
         self.proj = nn.Linear(hidden, dim, bias=False)
         init_linear(self.fc.weight)
         nn.init.zeros_(self.proj.weight)
 
-    def forward(self, x):
-        f = 2 if fp8_active(self.fp8, x) else 0  # FP8: both products, forward and input gradient
-        return linear(F.relu(linear(x, self.fc.weight, f)).square(), self.proj.weight, f)  # ReLU² (So et al. 2021)
+    def forward(self, x, fp8=(None, None)):  # fp8: fc's and proj's copies for FP8Linear (forward, input gradient)
+        h = F.relu(linear(x, self.fc.weight, fp8[0])).square()  # ReLU² (So et al. 2021)
+        return linear(h, self.proj.weight, fp8[1])
 
 
 class Block(nn.Module):
     def __init__(self, cfg, has_ve):
         super().__init__()
-        self.attn = Attention(cfg.model_dim, cfg.num_heads, has_ve, cfg.attention_window, cfg.fp8)
-        self.mlp = MLP(cfg.model_dim, cfg.mlp_dim, cfg.fp8)
+        self.attn = Attention(cfg.model_dim, cfg.num_heads, has_ve, cfg.attention_window)
+        self.mlp = MLP(cfg.model_dim, cfg.mlp_dim)
         self.lambdas = nn.Parameter(torch.tensor([1.0, 0.0]))  # mix of the residual stream and the embedding x0
 
-    def forward(self, x, tokens, x0_table, ve_table, cos, sin, mask, skip=None, skip_weight=None):
+    def forward(self, x, tokens, x0_table, ve_table, cos, sin, mask, skip=None, skip_weight=None, fp8=None):
         """x (T, D) -> (T, D). tokens (T,) int64; x0_table (V, D): the normed embedding of each token id, looked
-        up here (x0 = x0_table[tokens]); ve_table (V, D) or None: this block's value-embedding table."""
+        up here (x0 = x0_table[tokens]); ve_table (V, D) or None: this block's value-embedding table; fp8: None
+        (bf16 products) or this block's weight copies from ProteinLM.fp8_casts (qkv, fc, proj)."""
+        fp8 = fp8 or (None, None, None)
         if skip is not None:  # U-net: the output of this block's mirror in the first half
             x = x + skip_weight * skip
         x = self.lambdas[0] * x + self.lambdas[1] * GatherRows.apply(x0_table, tokens)
-        x = x + self.attn(norm(x), tokens, ve_table, cos, sin, mask)
-        return x + self.mlp(norm(x))
+        x = x + self.attn(norm(x), tokens, ve_table, cos, sin, mask, fp8[0])
+        return x + self.mlp(norm(x), fp8[1:])
 
 
 class ProteinLM(nn.Module):
@@ -1117,6 +1129,7 @@ class ProteinLM(nn.Module):
         for i in range(cfg.num_value_embeds):
             self.ve_of_block[i] = self.ve_of_block[L - 1 - i] = i
         self.blocks = nn.ModuleList(Block(cfg, self.ve_of_block[i] is not None) for i in range(L))
+        self._fp8_key, self._fp8_casts = None, None  # fp8_casts' cache
         self.skip_weights = nn.Parameter(torch.ones(L // 2))  # U-net: block i's output feeds block L-1-i
         self.head_dense = nn.Linear(D, D, bias=False)  # LM head: RMSNorm, dense, GELU, decoder (+ bias)
         self.decoder = nn.Linear(D, V)
@@ -1154,6 +1167,7 @@ class ProteinLM(nn.Module):
         x0, x0_table, ve_tables = self.embed_inputs(tokens)
         x = x0
         L, skips, out = len(self.blocks), [], [x0]
+        casts = self.fp8_casts() if fp8_active(self.cfg.fp8, tokens) else [None] * L
         for i, block in enumerate(self.blocks):
             skip = ()
             if i >= L - L // 2:  # U-net: block i gets block L - 1 - i's output, added inside the block
@@ -1161,11 +1175,28 @@ class ProteinLM(nn.Module):
                 # (not x itself: dynamo guards on aliasing, so that block would compile a graph of its own)
                 skip = (s.clone() if s is x else s, self.skip_weights[L - 1 - i])
             j = self.ve_of_block[i]
-            x = block(x, tokens, x0_table, None if j is None else ve_tables[j], cos, sin, mask, *skip)
+            x = block(x, tokens, x0_table, None if j is None else ve_tables[j], cos, sin, mask, *skip, fp8=casts[i])
             if i < L // 2:
                 skips.append(x)
             out.append(x)
         return out if every_layer else [x]
+
+    @torch.compiler.disable  # a host-side cache: eager, also under a whole-model compile
+    @torch.no_grad()
+    def fp8_casts(self):
+        """Every block's FP8 weight copies for FP8Linear, per block (qkv (w8, scale), fc and proj (w8, scale,
+        wt8, scale_t)): fp8_weight of each weight kind stacked over the blocks, a few batched kernels. Cached
+        until a weight changes (its storage or its version counter, which every in-place write bumps: the
+        optimizer's step, load_state_dict): once per optimizer step instead of once per block and micro-batch,
+        where the casts were ~1,000 small kernels per reference step."""
+        weights = [(b.attn.qkv_w, b.mlp.fc.weight, b.mlp.proj.weight) for b in self.blocks]
+        key = [(w.data_ptr(), w._version) for ws in weights for w in ws]
+        if key != self._fp8_key:
+            kinds = [fp8_weight(torch.stack([w.flatten(0, -2) for w in ws]), dgrad)
+                     for ws, dgrad in zip(zip(*weights), (False, True, True))]  # qkv: bf16 input gradient
+            self._fp8_casts = [tuple(tuple(t[i] for t in kind) for kind in kinds) for i in range(len(self.blocks))]
+            self._fp8_key = key
+        return self._fp8_casts
 
     def embed_inputs(self, tokens):
         """tokens (T,) int64 -> (x0 (T, D): the normed token embedding; x0_table (V, D): the same for each token

@@ -665,13 +665,16 @@ def test_fp8_rowwise_maps_each_row_maximum_to_e4m3s_largest():
 
 @pytest.mark.parametrize("fp8", [1, 2])
 def test_fp8_linear_is_the_product_to_e4m3_rounding(fp8):
-    """linear(x, w, 1): forward in FP8, input gradient bf16; 2: both in FP8. The weight gradient is the bf16
-    product g.T @ x either way. Runs torch._scaled_mm on CPU (torch >= 2.13; the GPU runs it in training)."""
+    """linear(x, w, fp8_weight(w, False)): forward in FP8, input gradient bf16; fp8_weight(w, True): both in
+    FP8. The weight gradient is the bf16 product g.T @ x either way, in w's dtype. Runs torch._scaled_mm on CPU
+    (torch >= 2.13; the GPU runs it in training)."""
     torch.manual_seed(0)
     x = torch.randn(256, 96, dtype=torch.bfloat16, requires_grad=True)
     w = torch.randn(64, 96, requires_grad=True)
+    cast = tp.fp8_weight(w, fp8 == 2)
+    assert len(cast) == 2 * fp8 and not any(t.requires_grad for t in cast)
     try:
-        y = tp.linear(x, w, fp8)
+        y = tp.linear(x, w, cast)
     except (RuntimeError, NotImplementedError) as e:
         pytest.skip(f"torch {torch.__version__} has no CPU torch._scaled_mm: {e}")
     g = torch.randn(256, 64, dtype=torch.bfloat16)
@@ -703,10 +706,14 @@ def test_fp8_is_active_only_on_cuda_with_gradients():
 @pytest.mark.parametrize("fp8", [False, True])
 def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
     """With FP8 active: the qkv product in mode 1 (forward only), the MLP's two in mode 2 (forward and input
-    gradient); the attention output product never goes through linear(); no gradients: all mode 0."""
+    gradient), each with its own block's weight copies (fp8_weight's, from fp8_casts); the attention output
+    product never goes through linear(); no gradients: all mode 0."""
     calls = []
 
-    def record(x, w, mode=0):
+    def record(x, w, cast=None):
+        mode = 0 if cast is None else len(cast) // 2
+        if cast is not None:  # this very weight's copies
+            assert all(torch.equal(a.float(), b.float()) for a, b in zip(cast, tp.fp8_weight(w, mode == 2)))
         calls.append((tuple(w.shape), mode))
         return F.linear(x, w)
     monkeypatch.setattr(tp, "linear", record)
@@ -721,6 +728,33 @@ def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
     with torch.no_grad():
         model(tokens, starts)
     assert calls == [(shape, 0) for shape, _ in want]
+
+
+def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes():
+    """fp8_casts: per block, fp8_weight of its qkv (forward only), fc and proj weights (with transposes), cast in
+    one batch per kind; the same objects again while no weight changed; new copies after an optimizer-style
+    in-place update of any one weight, and after load_state_dict."""
+    model = perturbed_model("--num_layers", "3")
+    casts = model.fp8_casts()
+    assert len(casts) == 3
+    for b, (qkv, fc, proj) in zip(model.blocks, casts):
+        for cast, w, dgrad in ((qkv, b.attn.qkv_w.flatten(0, 1), False), (fc, b.mlp.fc.weight, True),
+                               (proj, b.mlp.proj.weight, True)):
+            want = tp.fp8_weight(w, dgrad)
+            assert len(cast) == len(want) and all(a.shape == c.shape and a.dtype == c.dtype and
+                                                  torch.equal(a.float(), c.float()) for a, c in zip(cast, want))
+    assert model.fp8_casts() is casts  # nothing changed: the cache
+    with torch.no_grad():
+        torch._foreach_add_([model.blocks[1].mlp.proj.weight], [torch.ones_like(model.blocks[1].mlp.proj.weight)])
+    again = model.fp8_casts()
+    assert again is not casts
+    assert not torch.equal(again[1][2][0].float(), casts[1][2][0].float())  # the changed weight's copy is new
+    assert torch.equal(again[0][0][0].float(), casts[0][0][0].float())  # the others' are equal
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["blocks.0.attn.qkv_w"] *= 2
+    model.load_state_dict(state)
+    want = tp.fp8_weight(state["blocks.0.attn.qkv_w"].flatten(0, 1), False)[0]
+    assert torch.equal(model.fp8_casts()[0][0][0].float(), want.float())
 
 
 def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
