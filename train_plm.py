@@ -1042,7 +1042,7 @@ def linear(x, w, cast=None):
     """x (T, K) @ w (N, K).T -> (T, N). cast None: F.linear; else w's FP8 copies (fp8_weight; in training,
     ProteinLM.fp8_casts): (w8, scale) runs the forward in FP8, (w8, scale, wt8, scale_t) the input gradient too
     (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16 fuses into the
-    norm's kernel; weight gradients stay bf16)."""
+    norm's kernel; weight gradients from bf16 products, in w's dtype)."""
     if cast is None:
         return F.linear(x, w)
     return FP8Linear.apply(x.to(torch.bfloat16), w, *cast)
