@@ -663,7 +663,9 @@ try:  # Triton ships with CUDA builds of torch; its kernels run only on CUDA ten
 except ImportError:
     triton = None
 
-QKV_PREP_BLOCK = 64  # tokens per program of the fused kernels (one head each)
+# the fused QK-norm / RoPE / value-embedding kernels' tiles: (tokens per program, warps), each program one head;
+# the fastest of a sweep on a reference micro-batch, H200 (records/2026-12-01_QKVPrepTiles)
+QKV_PREP_TILES = {"forward": (64, 4), "backward": (64, 8)}
 # the ops' namespace is this source's hash: a re-import reuses them, another version of the file gets its own
 OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
 # doc_attention's tiles: (tokens per program, tokens per loop step, warps, software-pipeline stages) for the
@@ -677,7 +679,7 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
     # QK-norm + RoPE + value-embedding mix as one kernel each way. torch.compile's own kernels for these
     # loop over the 128-wide rows and spill fp32 intermediates (the q/k rows of the fused qkv product are
     # not contiguous): 95 ms of a 1.17 s reference step on an H200 (records/2026-11-30_FusedQKVPrep).
-    # Each program owns QKV_PREP_BLOCK tokens of one head: no atomics, the same bits every run.
+    # Each program owns a block of tokens of one head (QKV_PREP_TILES): no atomics, the same bits every run.
 
     @triton.jit
     def _norm_rope(src, dst, c, s, half, live, EPS: tl.constexpr, HD: tl.constexpr):
@@ -746,9 +748,10 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
                      heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
         q, k, v = (qkv.new_empty(T, heads, hd) for _ in range(3))
-        torch.library.wrap_triton(_qkv_prep_fwd)[(heads, triton.cdiv(T, QKV_PREP_BLOCK))](
+        block, warps = QKV_PREP_TILES["forward"]
+        torch.library.wrap_triton(_qkv_prep_fwd)[(heads, triton.cdiv(T, block))](
             qkv, tok, qkv if ve is None else ve, lam, cos, sin, q, k, v, T,
-            torch.finfo(torch.float32).eps, heads, hd, ve is not None, QKV_PREP_BLOCK, num_warps=4)
+            torch.finfo(torch.float32).eps, heads, hd, ve is not None, block, num_warps=warps)
         return q, k, v
 
     @torch.library.triton_op(f"{OPS}::qkv_prep_backward", mutates_args=())
@@ -756,14 +759,15 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
                               tok: torch.Tensor, ve: torch.Tensor | None, lam: torch.Tensor, cos: torch.Tensor,
                               sin: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         T, hd = qkv.size(0), qkv.size(1) // (3 * heads)
-        programs = triton.cdiv(T, QKV_PREP_BLOCK)
+        block, warps = QKV_PREP_TILES["backward"]
+        programs = triton.cdiv(T, block)
         dqkv = torch.empty_like(qkv)
         dve = qkv.new_empty(T, heads * hd, dtype=qkv.dtype if ve is None else ve.dtype)  # unused without ve
         dlam = lam.new_zeros(programs * heads, 2)
         torch.library.wrap_triton(_qkv_prep_bwd)[(heads, programs)](
             qkv, tok, qkv if ve is None else ve, lam, cos, sin, dq.contiguous(),
             dk.contiguous(), dv.contiguous(), dqkv, dve, dlam, T, torch.finfo(torch.float32).eps, heads, hd,
-            ve is not None, QKV_PREP_BLOCK, num_warps=4)
+            ve is not None, block, num_warps=warps)
         return dqkv, dve, dlam.sum(0)
 
     def _qkv_prep_setup(ctx, inputs, output):
