@@ -58,15 +58,15 @@ with open(__file__) as _f:
 
 @dataclass
 class Config:
-    preset: str = "cpu"  # named set of overrides (PRESETS); default: speedrun with a GPU, cpu without
+    preset: str = "cpu"  # named set of overrides (PRESETS): cpu, reference, speedrun
     seed: int = 0  # model init, data order and training masks
     run_id: str = ""  # names logs/<run_id>.txt and checkpoints/<run_id>/; default <preset>_<time>
-    log_dir: str = "logs"
+    log_dir: str = "logs"  # the run's log (logs/<run_id>.txt): the code, the config, every metric
     out_dir: str = "checkpoints"  # trained weights + resolved config are saved here at the end
     # data: shards in the published format (256 x int32 header, then uint8 tokens)
     train_files: str = "data/shards/sample_train_*.bin"  # glob
-    valid_files: str = "data/shards/sample_valid_*.bin"
-    test_files: str = "data/shards/sample_test_*.bin"
+    valid_files: str = "data/shards/sample_valid_*.bin"  # glob: validation (fixed-seed 15% <mask>) and the stop rule
+    test_files: str = "data/shards/sample_test_*.bin"  # glob: one test pass at the end
     max_length: int = 512  # tokens incl. <cls>/<eos>; longer sequences are cropped at a random window
     tokens_per_micro_batch: int = 8192  # one packed row per GPU and forward pass (a multiple of ATTN_BLOCK, 64)
     tokens_per_step: int = 16384  # global batch; gradient accumulation = step / (micro x GPUs)
@@ -79,24 +79,24 @@ class Config:
     widen_steps: int = 100  # steps over which t's range widens linearly to [diffusion_t_min, 1]
     nelbo_grid: int = 8  # t values (bin midpoints of (0, 1)) of the validation NELBO; 0 = off
     # model
-    num_layers: int = 2
-    model_dim: int = 128
-    num_heads: int = 2
-    mlp_dim: int = 512
+    num_layers: int = 2  # transformer blocks
+    model_dim: int = 128  # width of the residual stream
+    num_heads: int = 2  # attention heads (head size model_dim / num_heads)
+    mlp_dim: int = 512  # hidden width of each block's ReLU² MLP
     num_value_embeds: int = 1  # tables; table i feeds block i and block num_layers-1-i
-    logit_softcap: float = 32.0
+    logit_softcap: float = 32.0  # logits = c * tanh(logits / c)
     tie_embeddings: bool = False  # the LM head's decoder shares the input embedding matrix
     attention_window: int = 0  # keys at most this many positions away, within the sequence; 0 = whole sequence
     max_params: int = 150_000_000  # speed-track cap (records/README.md): a larger model is refused; 0 = no cap
     # optimisation: Muon for hidden matrices, Adam for the rest; warm-up, constant, linear cooldown to 0
-    steps: int = 200
+    steps: int = 200  # optimizer steps of the whole schedule
     lr_hidden: float = 0.02  # Muon
     lr_embed: float = 0.01  # Adam: token and value embeddings
     lr_head: float = 0.004  # Adam: LM head
     lr_scalar: float = 0.01  # Adam: skip, residual and value-embedding mixing weights
-    warmup_steps: int = 30
+    warmup_steps: int = 30  # learning rates ramp linearly from 0 over these steps
     cooldown_frac: float = 0.5  # last fraction of the steps decays the learning rates linearly to 0
-    muon_momentum: float = 0.95
+    muon_momentum: float = 0.95  # Muon's Nesterov momentum after its warm-up
     muon_momentum_warmup_steps: int = 50  # momentum ramps from 0.85 to muon_momentum
     # evaluation and logging
     eval_every: int = 100  # steps between validation passes (0: only at the end)
@@ -115,7 +115,7 @@ class Config:
     save_model: bool = True  # export model.safetensors + config.json to out_dir/<run_id>/ at the end
     hub_repo: str = ""  # also upload that export to this Hugging Face hub repo (needs HF_TOKEN)
     wandb: bool = False  # log config, metrics and the log file to Weights & Biases (WANDB_MODE=offline works)
-    wandb_project: str = "plm-speedrun"
+    wandb_project: str = "plm-speedrun"  # the W&B project of --wandb true runs
 
 
 PRESETS = {
@@ -157,6 +157,17 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true/false, yes/no, 1/0)")
 
 
+def config_comments():
+    """{field name: the comment on its line of Config above} (the text after "  # "): each flag's --help."""
+    body = SOURCE[SOURCE.index("\nclass Config:"):SOURCE.index("\nPRESETS = {")]
+    comments = {}
+    for line in body.splitlines():
+        code, sep, comment = line.partition("  # ")
+        if sep and ":" in code and not code.lstrip().startswith("#"):
+            comments[code.split(":")[0].strip()] = comment.strip()
+    return comments
+
+
 def parse_config(argv=None, has_gpu=None, base=None):
     """Resolve the config: dataclass defaults < preset < command-line flags; with `base` (a dict, e.g. a
     checkpoint's config): base < command-line flags.
@@ -164,7 +175,7 @@ def parse_config(argv=None, has_gpu=None, base=None):
     Without --preset, a machine with a GPU gets `speedrun` and one without gets `cpu`.
     Raises SystemExit (argparse error) on an unknown flag, listing every valid flag.
     """
-    fields = dataclasses.fields(Config)
+    fields, comments = dataclasses.fields(Config), config_comments()
     parser = argparse.ArgumentParser(
         description="Pretrain a protein language model (see the module docstring). Other modes, each with --help: "
                     "train_plm.py generate MODEL | score MODEL FASTA | probe MODEL.",
@@ -174,7 +185,8 @@ def parse_config(argv=None, has_gpu=None, base=None):
             f.type if isinstance(f.type, str) else f.type.__name__, str)
         overrides = "".join(f", {p}: {v[f.name]!r}" for p, v in PRESETS.items() if f.name in v)
         default = "'speedrun' with a GPU, 'cpu' without" if f.name == "preset" else repr(f.default)
-        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"default {default}{overrides}")
+        meaning = comments.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"{meaning} (default {default}{overrides})")
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         parser.error(f"unknown arguments {unknown}; valid flags: " + " ".join(f"--{f.name}" for f in fields))
@@ -1862,8 +1874,9 @@ def sample_main(argv):
     if mode == "generate":
         ap.add_argument("--template", action="append", help="residues with <mask> or - to fill, or a length "
                         "L (all masked); repeatable; default: --num sequences of --length")
-        ap.add_argument("--num", type=int, default=10, help="sequences to generate (default 10)")
-        ap.add_argument("--length", type=int, default=100, help="residues per sequence (default 100)")
+        ap.add_argument("--num", type=int, help="sequences to generate (default 10); with --template: from each "
+                        "template (default 1)")
+        ap.add_argument("--length", type=int, help="residues per sequence without --template (default 100)")
         ap.add_argument("--steps", type=int, default=0,
                         help="unmasking rounds (default: the longest template's length)")
         ap.add_argument("--temperature", type=float, default=1.0)
@@ -1874,9 +1887,13 @@ def sample_main(argv):
     else:
         ap.add_argument("fasta", help="sequences to score")
     args = ap.parse_args(argv[1:])
-    if mode == "generate" and (args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0
-                               or args.order_noise < 0):
-        ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
+    if mode == "generate":
+        if args.template and args.length is not None:
+            ap.error("--length sets the length of sequences without a template; a template has its own")
+        args.num = args.num if args.num is not None else 1 if args.template else 10
+        args.length = 100 if args.length is None else args.length
+        if args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0 or args.order_noise < 0:
+            ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
     if mode == "generate":
         check_out_folder(ap, args.out)
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
@@ -1899,7 +1916,7 @@ def sample_main(argv):
         return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, not_scored=skipped,
                     cropped=cropped, composition=comp)
     try:
-        templates = [parse_template(t) for t in args.template] if args.template else \
+        templates = [parse_template(t) for t in args.template for _ in range(args.num)] if args.template else \
             [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
         if any(len(t) == 0 for t in templates):
             raise ValueError("a template of length 0")
@@ -1912,7 +1929,7 @@ def sample_main(argv):
     steps = args.steps or max(len(t) for t in templates)
     out = generate(model, templates, steps, args.temperature, args.seed, args.order_noise)
     fasta = "".join(f">generated_{i} seed={args.seed} temperature={args.temperature} steps={steps} "
-                    f"order_noise={args.order_noise}\n{s}\n"
+                    f"order_noise={args.order_noise}{f' template={i // args.num}' if args.template else ''}\n{s}\n"
                     for i, s in enumerate(out))
     if args.out:
         with open(args.out, "w") as f:

@@ -287,7 +287,15 @@ def test_generate_and_score_commands(tmp_path, capsys):
     assert [tp.decode(p) for p in parsed] == seqs and all(len(s) == 12 for s in seqs)
     tp.main(["generate", folder, "--template", "MK--A", "--seed", "5"])
     printed = capsys.readouterr().out
-    assert re.fullmatch(r">generated_0 seed=5 temperature=1.0 steps=5 order_noise=4.5\nMK[A-Z]{2}A\n", printed)
+    assert re.fullmatch(r">generated_0 seed=5 temperature=1.0 steps=5 order_noise=4.5 template=0\nMK[A-Z]{2}A\n", printed)
+    # --num with templates: that many from each template, in template order; --length is a template's own
+    seqs = tp.main(["generate", folder, "--template", "MK--A", "--template", "4", "--num", "2", "--seed", "5"])
+    headers = re.findall(r">generated_(\d) .* template=(\d)\n", capsys.readouterr().out)
+    assert headers == [("0", "0"), ("1", "0"), ("2", "1"), ("3", "1")]
+    assert [len(s) for s in seqs] == [5, 5, 4, 4] and all(s.startswith("MK") and s[4] == "A" for s in seqs[:2])
+    with pytest.raises(SystemExit) as e:
+        tp.main(["generate", folder, "--template", "MK--A", "--length", "9"])
+    assert e.value.code == 2 and "--length sets the length of sequences without a template" in capsys.readouterr().err
     result = tp.main(["score", folder, str(out)])
     assert result["sequences"] == 3 and sum(result["composition"].values()) == pytest.approx(1.0)
     assert result["cropped"] == 0

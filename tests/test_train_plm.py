@@ -1405,6 +1405,19 @@ def test_parse_config_cpu_and_reference_presets():
     assert tp.parse_config(["--save_model", "no"], has_gpu=False).save_model is False
 
 
+def test_help_gives_each_flags_meaning(capsys):
+    """--help shows every Config field with the comment on its line of the source (config_comments): each has
+    one, and each appears whole (argparse re-wraps the lines)."""
+    with pytest.raises(SystemExit) as stop:
+        tp.parse_config(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    comments = tp.config_comments()
+    assert set(comments) == {f.name for f in tp.dataclasses.fields(tp.Config)}
+    for name, comment in comments.items():
+        assert comment and f"--{name} {name.upper()} {' '.join(comment.split())} (default" in text, name
+
+
 def test_unknown_flag_lists_valid_flags(capsys):
     with pytest.raises(SystemExit) as e:
         tp.parse_config(["--num_layers", "3", "--num_layerz", "3"], has_gpu=False)
