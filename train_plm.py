@@ -107,7 +107,7 @@ class Config:
     probe: bool = False  # at the end, the representation benchmark (linear probes per layer): quality_score
     probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
-    fp8: bool = False  # training on CUDA: the blocks' qkv and MLP products in FP8 with row-wise scales (FP8Linear);
+    fp8: bool = False  # training on CUDA: the blocks' qkv and MLP products in FP8 with row-wise scales (FP8Linear)
     # evaluation and inference (no gradients) run them in bf16, so an exported model's fp8 matters only to training
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
     save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
@@ -1627,8 +1627,10 @@ def load_checkpoint(spec, out_dir, run_id=""):
     if spec != "latest":
         try:
             return torch.load(spec, map_location="cpu", weights_only=True), spec
-        except Exception as e:
-            raise FileNotFoundError(f"{spec}: cannot read checkpoint ({e})") from e
+        except Exception as e:  # torch's own text can run to many lines: its first names the cause
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            raise FileNotFoundError(f"{spec}: not a readable checkpoint (a ckpt_*.pt of train_plm.py): "
+                                    f"{type(e).__name__}: {reason}") from e
     pattern = os.path.join(out_dir, run_id or "*", "ckpt_*.pt")
     for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
         try:
@@ -1663,6 +1665,8 @@ def load_model(path, device="cpu"):
         weights = load_file(os.path.join(path, "model.safetensors"))
     else:
         state, _ = load_checkpoint(path, "")
+        if not (isinstance(state, dict) and "config" in state and "model" in state):
+            raise FileNotFoundError(f"{path}: not a checkpoint of train_plm.py (no config and model in it)")
         cfg, weights = Config(**state["config"]), state["model"]
     model = ProteinLM(cfg)
     model.load_state_dict(weights)
@@ -1869,7 +1873,10 @@ def sample_main(argv):
     model's context, max_length - 2 residues, is scored on its first max_length - 2, as validation crops,
     and counted). MODEL: an export folder or a checkpoint (load_model)."""
     mode = argv[0]
-    ap = argparse.ArgumentParser(prog=f"train_plm.py {mode}", allow_abbrev=False)
+    about = {"generate": "Fill masked positions by iterative unmasking; FASTA to stdout or --out.",
+             "score": "Print the pseudo-perplexity of a FASTA file's sequences under the model (each canonical "
+                      "residue masked alone), the normalisations applied and the amino-acid composition."}
+    ap = argparse.ArgumentParser(prog=f"train_plm.py {mode}", description=about[mode], allow_abbrev=False)
     ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
     if mode == "generate":
         ap.add_argument("--template", action="append", help="residues with <mask> or - to fill, or a length "
@@ -1878,11 +1885,12 @@ def sample_main(argv):
                         "template (default 1)")
         ap.add_argument("--length", type=int, help="residues per sequence without --template (default 100)")
         ap.add_argument("--steps", type=int, default=0,
-                        help="unmasking rounds (default: the longest template's length)")
-        ap.add_argument("--temperature", type=float, default=1.0)
+                        help="unmasking rounds (default 0: the longest template's length)")
+        ap.add_argument("--temperature", type=float, default=1.0,
+                        help="sampling temperature of each round (0 = greedy; default 1.0)")
         ap.add_argument("--order_noise", type=float, default=4.5, help="Gumbel noise on the unmasking order "
-                        "(annealed to 0; 0 = pure confidence)")
-        ap.add_argument("--seed", type=int, default=0)
+                        "(annealed to 0; 0 = pure confidence; default 4.5)")
+        ap.add_argument("--seed", type=int, default=0, help="seeds the samples and the order noise (default 0)")
         ap.add_argument("--out", default="", help="FASTA file (default: stdout)")
     else:
         ap.add_argument("fasta", help="sequences to score")
@@ -1894,6 +1902,8 @@ def sample_main(argv):
         args.length = 100 if args.length is None else args.length
         if args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0 or args.order_noise < 0:
             ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
+        if not math.isfinite(args.temperature) or not math.isfinite(args.order_noise):
+            ap.error("--temperature and --order_noise must be finite numbers")
     if mode == "generate":
         check_out_folder(ap, args.out)
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
@@ -1916,8 +1926,13 @@ def sample_main(argv):
         return dict(sequences=len(seqs), pseudo_perplexity=ppl, pseudo_nll=mean, not_scored=skipped,
                     cropped=cropped, composition=comp)
     try:
-        templates = [parse_template(t) for t in args.template for _ in range(args.num)] if args.template else \
-            [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
+        templates = []
+        for t in args.template or ():
+            try:
+                templates += [parse_template(t) for _ in range(args.num)]
+            except ValueError as e:
+                raise ValueError(f"--template {t!r}: {e}") from None
+        templates = templates or [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
         if any(len(t) == 0 for t in templates):
             raise ValueError("a template of length 0")
         longest = max(len(t) for t in templates)
@@ -2184,7 +2199,8 @@ def probe_main(argv):
     zero as for training) and the composition baseline."""
     ap = argparse.ArgumentParser(prog="train_plm.py probe", allow_abbrev=False)
     ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
-    ap.add_argument("--probe_dir", default="data/probes")
+    ap.add_argument("--probe_dir", default="data/probes", help="the labelled probe sets, *.tsv.gz (data/make_probes.py; "
+                    "default data/probes)")
     ap.add_argument("--skip_baselines", action="store_true", help="only the trained model")
     ap.add_argument("--out", default="", help="also write the results as JSON here")
     args = ap.parse_args(argv[1:])

@@ -369,9 +369,25 @@ def test_generate_and_score_commands(tmp_path, capsys):
             tp.main([mode, folder, "--out", str(tmp_path / "nodir" / "o.txt")])
         assert e.value.code == 2
         assert f"train_plm.py {mode}: error: --out " in capsys.readouterr().err
-    for flags in (["--num", "0"], ["--length", "0"], ["--temperature", "-1"], ["--template", ""]):
-        with pytest.raises(SystemExit):
+    for flags in (["--num", "0"], ["--length", "0"], ["--temperature", "-1"], ["--template", ""],
+                  ["--temperature", "nan"], ["--temperature", "inf"], ["--order_noise", "nan"]):
+        with pytest.raises(SystemExit) as e:
             tp.main(["generate", folder, *flags])
+        assert e.value.code == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # a bad template is named by its flag and text
+        tp.main(["generate", folder, "--template", "MKT1J"])
+    assert "error: --template 'MKT1J': character '1' at position 4" in capsys.readouterr().err
+    # a file that is no checkpoint: one line naming it, not torch's page of text
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for path in (junk, tmp_path / "export" / "config.json"):
+        with pytest.raises(SystemExit, match=rf"^train_plm\.py generate: error: {re.escape(str(path))}: not a "
+                                             r"readable checkpoint \(a ckpt_\*\.pt of train_plm\.py\): \w+: [^\n]*$"):
+            tp.main(["generate", str(path)])
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(SystemExit, match=r"other\.pt: not a checkpoint of train_plm\.py \(no config and model in it\)"):
+        tp.main(["generate", str(tmp_path / "other.pt")])
 
 
 def test_a_valid_split_smaller_than_the_nelbo_grid(tmp_path, shards):
