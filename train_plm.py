@@ -205,8 +205,14 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error(f"tokens_per_micro_batch {cfg.tokens_per_micro_batch} is not a positive multiple of {ATTN_BLOCK}")
     if cfg.max_length > cfg.tokens_per_micro_batch:
         parser.error(f"max_length {cfg.max_length} is longer than tokens_per_micro_batch {cfg.tokens_per_micro_batch}")
-    if min(cfg.num_layers, cfg.model_dim, cfg.num_heads, cfg.mlp_dim) < 1 or cfg.max_length < 3:
-        parser.error("num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
+
+    def refuse(broken, rule):  # names each flag that breaks the rule, then the rule
+        if broken:
+            parser.error(f"{', '.join('--' + name for name in broken)}: {rule}")
+
+    below = lambda names, low: [n for n in names if getattr(cfg, n) < low]
+    refuse(below(("num_layers", "model_dim", "num_heads", "mlp_dim"), 1) + below(("max_length",), 3),
+           "num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
     if cfg.model_dim % cfg.num_heads:
         parser.error(f"model_dim {cfg.model_dim} is not divisible by num_heads {cfg.num_heads}")
     if (cfg.model_dim // cfg.num_heads) % 2:
@@ -221,19 +227,20 @@ def parse_config(argv=None, has_gpu=None, base=None):
         parser.error("diffusion_t_min must lie in (0, 1)")
     if not 0 < cfg.mask_rate <= 1:
         parser.error("mask_rate must lie in (0, 1]")
-    if cfg.target_val_loss < 0 or cfg.target_every < 1:  # nan and inf: refused above
-        parser.error("target_val_loss must be a finite number >= 0 (0: off) and target_every >= 1")
-    if cfg.seed < 0 or cfg.attention_window < 0 or not cfg.logit_softcap > 0:
-        parser.error("seed and attention_window must be >= 0, logit_softcap > 0")
-    if not 0 <= cfg.cooldown_frac <= 1 or min(cfg.lr_hidden, cfg.lr_embed, cfg.lr_head, cfg.lr_scalar) < 0:
-        parser.error("cooldown_frac must lie in [0, 1] and the learning rates must be >= 0")
+    refuse(below(("target_val_loss",), 0) + below(("target_every",), 1),  # nan and inf: refused above
+           "target_val_loss must be a finite number >= 0 (0: off) and target_every >= 1")
+    refuse(below(("seed", "attention_window"), 0) + (["logit_softcap"] if not cfg.logit_softcap > 0 else []),
+           "seed and attention_window must be >= 0, logit_softcap > 0")
+    refuse((["cooldown_frac"] if not 0 <= cfg.cooldown_frac <= 1 else []) +
+           below(("lr_hidden", "lr_embed", "lr_head", "lr_scalar"), 0),
+           "cooldown_frac must lie in [0, 1] and the learning rates must be >= 0")
     if cfg.probe and not all(os.path.exists(os.path.join(cfg.probe_dir, f"{t}.tsv.gz")) for t in PROBE_TASKS):
         parser.error(f"--probe true: the probe sets are missing from {cfg.probe_dir}/ (build them with "
                      "python data/make_probes.py); checked before training, not after")
-    if cfg.steps < 1 or cfg.log_every < 1 or min(cfg.eval_every, cfg.save_every, cfg.warmup_steps, cfg.nelbo_grid,
-                                                  cfg.mlm_steps, cfg.widen_steps) < 0:
-        parser.error("steps and log_every must be >= 1; eval_every, save_every, warmup_steps, nelbo_grid, "
-                     "mlm_steps and widen_steps >= 0")
+    refuse(below(("steps", "log_every"), 1) +
+           below(("eval_every", "save_every", "warmup_steps", "nelbo_grid", "mlm_steps", "widen_steps"), 0),
+           "steps and log_every must be >= 1; eval_every, save_every, warmup_steps, nelbo_grid, mlm_steps and "
+           "widen_steps >= 0")
     return cfg
 
 
@@ -1645,10 +1652,11 @@ def export_model(model, cfg, folder):
     the format the Hugging Face ecosystem expects. Returns the folder. Needs the safetensors package."""
     from safetensors.torch import save_file
     os.makedirs(folder, exist_ok=True)
-    save_file({k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()},  # tied: 2 copies
-              os.path.join(folder, "model.safetensors"))
-    with open(os.path.join(folder, "config.json"), "w") as f:
+    config, weights = os.path.join(folder, "config.json"), os.path.join(folder, "model.safetensors")
+    with open(config, "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=2)
+    save_file({k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}, weights)  # tied: 2 copies
+    os.chmod(weights, os.stat(config).st_mode & 0o777)  # safetensors 0.8 writes 0600; share it as config.json is
     return folder
 
 
@@ -1900,10 +1908,13 @@ def sample_main(argv):
             ap.error("--length sets the length of sequences without a template; a template has its own")
         args.num = args.num if args.num is not None else 1 if args.template else 10
         args.length = 100 if args.length is None else args.length
-        if args.num < 1 or args.length < 1 or args.steps < 0 or args.temperature < 0 or args.order_noise < 0:
-            ap.error("--num and --length must be >= 1; --steps, --temperature and --order_noise >= 0")
-        if not math.isfinite(args.temperature) or not math.isfinite(args.order_noise):
-            ap.error("--temperature and --order_noise must be finite numbers")
+        checks = (("--num", args.num < 1), ("--length", args.length < 1), ("--steps", args.steps < 0),
+                  ("--temperature", not 0 <= args.temperature < math.inf),  # nan compares False
+                  ("--order_noise", not 0 <= args.order_noise < math.inf))
+        broken = [flag for flag, bad in checks if bad]
+        if broken:
+            ap.error(f"{', '.join(broken)}: --num and --length must be >= 1, --steps >= 0, --temperature and "
+                     "--order_noise finite and >= 0")
     if mode == "generate":
         check_out_folder(ap, args.out)
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
@@ -1929,12 +1940,12 @@ def sample_main(argv):
         templates = []
         for t in args.template or ():
             try:
+                if len(parse_template(t)) == 0:
+                    raise ValueError("a template of length 0")
                 templates += [parse_template(t) for _ in range(args.num)]
             except ValueError as e:
                 raise ValueError(f"--template {t!r}: {e}") from None
         templates = templates or [np.full(args.length, MASK, np.uint8) for _ in range(args.num)]
-        if any(len(t) == 0 for t in templates):
-            raise ValueError("a template of length 0")
         longest = max(len(t) for t in templates)
         if longest > model.cfg.max_length - 2:
             raise ValueError(f"a template of {longest} residues is longer than the model's context "
@@ -2199,8 +2210,8 @@ def probe_main(argv):
     zero as for training) and the composition baseline."""
     ap = argparse.ArgumentParser(prog="train_plm.py probe", allow_abbrev=False)
     ap.add_argument("model", help="export folder (model.safetensors + config.json) or checkpoint .pt")
-    ap.add_argument("--probe_dir", default="data/probes", help="the labelled probe sets, *.tsv.gz (data/make_probes.py; "
-                    "default data/probes)")
+    ap.add_argument("--probe_dir", default="data/probes",
+                    help="the labelled probe sets, *.tsv.gz (data/make_probes.py; default data/probes)")
     ap.add_argument("--skip_baselines", action="store_true", help="only the trained model")
     ap.add_argument("--out", default="", help="also write the results as JSON here")
     args = ap.parse_args(argv[1:])
@@ -2401,6 +2412,10 @@ def train(argv):
             dist.broadcast_object_list(obj, 0)
             stamp = obj[0]
         cfg.run_id = f"{cfg.preset}_{stamp}"
+    # the shards before the log: a missing file stops the run with one line and leaves no log behind
+    train_paths = resolve_files(cfg.train_files, "train")
+    valid_paths = resolve_files(cfg.valid_files, "valid")
+    test_paths = resolve_files(cfg.test_files, "test")
     log = Logger(cfg, rank, resumed=ckpt is not None)
     log(environment_report(device), console=False)
     log("config " + json.dumps(dataclasses.asdict(cfg)))
@@ -2441,13 +2456,11 @@ def train(argv):
     autocast = torch.autocast("cuda", torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     mask_gen = torch.Generator(device)  # re-seeded per global micro-batch: masks independent of the GPU count
 
-    train_paths = resolve_files(cfg.train_files, "train")
-    valid_paths = resolve_files(cfg.valid_files, "valid")
     valid, valid_counts = eval_batches(valid_paths, cfg)
     val_entropy = unigram_entropy(valid_counts)
     nelbo_grid = nelbo_batches(valid_paths, cfg) if cfg.nelbo_grid else []
     valid_residues = int(valid_counts[RESIDUES.start:RESIDUES.stop].sum())
-    test_batches, _ = eval_batches(resolve_files(cfg.test_files, "test"), cfg)
+    test_batches, _ = eval_batches(test_paths, cfg)
     valid_quarter = valid[::4]  # the target's cheap check (every 4th batch); the whole shard confirms
     log(f"train shards {len(train_paths)} | valid {len(valid)} batches, unigram entropy {val_entropy:.4f} nats")
 

@@ -371,9 +371,10 @@ def test_generate_and_score_commands(tmp_path, capsys):
         assert f"train_plm.py {mode}: error: --out " in capsys.readouterr().err
     for flags in (["--num", "0"], ["--length", "0"], ["--temperature", "-1"], ["--template", ""],
                   ["--temperature", "nan"], ["--temperature", "inf"], ["--order_noise", "nan"]):
+        capsys.readouterr()
         with pytest.raises(SystemExit) as e:
             tp.main(["generate", folder, *flags])
-        assert e.value.code == 2
+        assert e.value.code == 2 and f"error: {flags[0]}" in capsys.readouterr().err  # the flag is named
     capsys.readouterr()
     with pytest.raises(SystemExit):  # a bad template is named by its flag and text
         tp.main(["generate", folder, "--template", "MKT1J"])

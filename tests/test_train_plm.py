@@ -1373,6 +1373,8 @@ def test_export_and_load_model_round_trip(tmp_path):
     model = perturbed_model(seed=5)
     path = tmp_path / "ck" / "run"
     assert tp.export_model(model, model.cfg, str(path)) == str(path)
+    mode = lambda name: (path / name).stat().st_mode & 0o777
+    assert mode("model.safetensors") == mode("config.json")  # readable by whoever may read the config
     loaded, cfg = tp.load_model(str(path))
     assert cfg == model.cfg
     assert json.loads((path / "config.json").read_text()) == json.loads(json.dumps(vars(model.cfg)))
@@ -1575,7 +1577,10 @@ def test_bad_values_are_refused(flags, capsys):
 @pytest.mark.parametrize("flags, says", [
     (["--lr_hidden", "nan", "--diffusion_t_min", "inf"], "--diffusion_t_min, --lr_hidden: not a finite number"),
     (["--model_dim", "100", "--num_heads", "3"], "model_dim 100 is not divisible by num_heads 3"),
-    (["--model_dim", "96", "--num_heads", "32"], "head size model_dim / num_heads = 3 must be even")])
+    (["--model_dim", "96", "--num_heads", "32"], "head size model_dim / num_heads = 3 must be even"),
+    (["--steps", "-5", "--eval_every", "-1"], "--steps, --eval_every: steps and log_every must be >= 1"),
+    (["--lr_head", "-1", "--cooldown_frac", "2"], "--cooldown_frac, --lr_head: cooldown_frac must lie in [0, 1]"),
+    (["--num_heads", "0"], "--num_heads: num_layers, model_dim, num_heads and mlp_dim must be >= 1")])
 def test_bad_values_are_named(flags, says, capsys):
     with pytest.raises(SystemExit):
         tp.parse_config(["--preset", "cpu", *flags], has_gpu=False)
@@ -1764,6 +1769,18 @@ def test_missing_reference_shards_name_the_script_that_builds_them(tmp_path):
         tp.resolve_files(str(tmp_path / "sample_train_*.bin"), "train")
     with pytest.raises(FileNotFoundError, match=r"data/prepare\.py --help\)"):
         tp.resolve_files(str(tmp_path / "mine_train_*.bin"), "train")
+
+
+def test_missing_shards_stop_the_run_before_its_log(tmp_path):
+    """A train, valid or test glob that matches nothing: one line naming it, and no log file left behind."""
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"x_{split}_000000.bin").touch()  # the others match a file (the globs are all it checks)
+    for split in ("train", "valid", "test"):
+        globs = [a for s in ("train", "valid", "test") for a in (f"--{s}_files", str(tmp_path / f"x_{s}_*.bin"))]
+        with pytest.raises(SystemExit, match=rf"error: no {split} shards match .*nothere_"):
+            tp.main(["--preset", "cpu", *TINY, *globs, f"--{split}_files", str(tmp_path / "nothere_*.bin"),
+                     "--log_dir", str(tmp_path / "logs"), "--run_id", split])
+        assert not (tmp_path / "logs" / f"{split}.txt").exists()
 
 
 def test_compile_is_refused_without_a_gpu(monkeypatch):
