@@ -1915,7 +1915,6 @@ def sample_main(argv):
         if broken:
             ap.error(f"{', '.join(broken)}: --num and --length must be >= 1, --steps >= 0, --temperature and "
                      "--order_noise finite and >= 0")
-    if mode == "generate":
         check_out_folder(ap, args.out)
     model, _ = load_model(args.model, "cuda" if torch.cuda.is_available() else "cpu")
     if mode == "score":
