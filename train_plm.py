@@ -683,8 +683,8 @@ except ImportError:
     triton = None
 
 # the fused QK-norm / RoPE / value-embedding kernels' tiles: (tokens per program, warps), each program one head;
-# the fastest of a sweep on a reference micro-batch, H200 (records/2026-12-01_QKVPrepTiles)
-QKV_PREP_TILES = {"forward": (64, 4), "backward": (64, 8)}
+# the fastest of a sweep on a reference micro-batch, H200 (records/2026-12-01_QKVPrepTiles, _QKVPrepForward8Warps)
+QKV_PREP_TILES = {"forward": (64, 8), "backward": (64, 8)}
 # the ops' namespace is this source's hash: a re-import reuses them, another version of the file gets its own
 OPS = f"plm_{hashlib.sha256(SOURCE.encode()).hexdigest()[:12]}"
 # doc_attention's tiles: (tokens per program, tokens per loop step, warps, software-pipeline stages) for the
@@ -808,7 +808,8 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
     # tiles that hold two sequences (FlexAttention's partial blocks). The forward keeps the log-sum-exp per
     # query (base 2); the backward runs as in Triton's fused attention tutorial: one pass of programs per query
     # block for dQ, then one per key block for dK, dV, each summing over the other side in its own registers
-    # (no atomics: the same bits every run).
+    # (no atomics: the same bits every run). Slower, measured: dS stored by the dK/dV pass for a dQ pass of one
+    # product per tile, and two heads per program (records/2026-12-01_QKVPrepForward8Warps).
 
     @triton.jit
     def _attn_mask(doc_q, doc_k, tq, tk, WINDOW: tl.constexpr):

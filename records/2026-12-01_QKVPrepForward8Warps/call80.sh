@@ -1,0 +1,22 @@
+# GPU call 80 (session 19): the README command on this code (QKV_PREP_TILES forward (64, 8)), then a 30-step
+# pair of main 12fc14d and this code on the same GPU.
+export PYTHONUNBUFFERED=1
+mkdir -p data /tmp/L && tar xJf .carry/ref.tar.xz -C data
+nvidia-smi --query-gpu=index,serial,pci.bus_id,clocks.max.sm --format=csv,noheader
+sha256sum train_plm.py exp/train_plm_main.py
+summary() {
+  echo "== $1 $SECONDS recompiles: $(grep -ac Recompiling /tmp/L/$1.out)"; grep -a "Error\|Recompiling" /tmp/L/$1.out | head -6 | cut -c1-250
+  grep -a "^RESULT" /tmp/L/$1.out | python3 -c "
+import json,sys
+for l in sys.stdin: d=json.loads(l[7:]); print({k:d.get(k) for k in ('tokens_per_s','step_time_ms_median','mfu','first_step_s','warmup_s','val_loss','test_loss','weights_sha256')})"
+}
+TORCHINDUCTOR_CACHE_DIR=/tmp/ind_readme TORCH_LOGS=recompiles timeout 300 python3 train_plm.py --preset reference --log_dir /tmp/L --run_id reference_200steps > /tmp/L/reference_200steps.out 2>&1
+summary reference_200steps
+run() {  # code run_id
+  [ $SECONDS -lt 420 ] || { echo "skip $2 at $SECONDS s"; return; }
+  TORCHINDUCTOR_CACHE_DIR=/tmp/ind_$2 TORCH_LOGS=recompiles timeout 90 python3 $1 --preset reference --steps 30 --eval_every 0 --save_model false --log_dir /tmp/L --run_id $2 > /tmp/L/$2.out 2>&1
+  summary $2
+}
+run exp/train_plm_main.py main_i
+run train_plm.py new_i
+cd /tmp/L && tar czf $OUT/call80.tgz *.out *.txt; ls $OUT
