@@ -567,8 +567,9 @@ def document_ids(starts):
     """starts (T,) bool -> (doc (T,) int32: sequence index of each token, pos (T,) int64: position in it)."""
     idx = torch.arange(starts.numel(), device=starts.device)
     doc = torch.cumsum(starts.int(), 0, dtype=torch.int32) - 1
-    first = torch.cummax(torch.where(starts, idx, 0), 0).values
-    return doc, idx - first
+    # doc never decreases: a binary search finds each sequence's first token (torch's cummax took 0.22 ms per
+    # call on an H200, records/2026-12-01_QKVPrepForward8Warps)
+    return doc, idx - torch.searchsorted(doc, doc)
 
 
 def document_ranges(doc, pos, window=0):
@@ -581,8 +582,7 @@ def document_ranges(doc, pos, window=0):
     if T % B:
         raise ValueError(f"document_ranges: {T} tokens is not a multiple of ATTN_BLOCK ({B})")
     idx = torch.arange(T, device=doc.device)
-    first_at = torch.where(pos == 0, idx, T)  # T except at each sequence's first token
-    end = torch.cat([first_at[1:].flip(0).cummin(0).values.flip(0), first_at.new_full((1,), T)])  # one past
+    end = torch.searchsorted(doc, doc, right=True)  # one past each token's sequence (doc never decreases)
     lo, hi = (idx - pos)[::B], end[B - 1::B]  # block b's first sequence's first token; its last one's end
     if window:
         lo, hi = torch.maximum(lo, idx[::B] - window), torch.minimum(hi, idx[::B] + B + window)

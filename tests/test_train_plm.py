@@ -953,6 +953,30 @@ def test_document_ids_positions_restart_at_each_start():
     assert pos.tolist() == [0, 1, 2, 0, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
 
 
+def test_document_ids_and_ranges_match_a_loop_over_random_rows():
+    """document_ids and document_ranges (binary searches over doc) against a plain loop over random 256-token
+    rows, dense and sparse in starts, with and without a start at token 0 (tokens before the first start: doc -1,
+    positions counted from token 0)."""
+    g = torch.Generator().manual_seed(0)
+    T, B = 256, tp.ATTN_BLOCK
+    for trial in range(12):
+        starts = torch.rand(T, generator=g) < (0.01, 0.05, 0.5)[trial % 3]
+        starts[0] = trial % 2 == 0
+        d, last, want_doc, want_pos = -1, 0, [], []
+        for t, s in enumerate(starts.tolist()):
+            if s:
+                d, last = d + 1, t
+            want_doc.append(d)
+            want_pos.append(t - last)
+        nxt = [t for t in range(1, T) if starts[t]] + [T]
+        want_end = [min(s for s in nxt if s > t) for t in range(T)]  # one past each token's sequence
+        doc, pos = tp.document_ids(starts)
+        assert doc.tolist() == want_doc and pos.tolist() == want_pos, trial
+        _, lo, hi = tp.document_ranges(doc, pos)
+        assert lo.tolist() == [(b - want_pos[b]) // B * B for b in range(0, T, B)], trial
+        assert hi.tolist() == [-(-want_end[b + B - 1] // B) * B for b in range(0, T, B)], trial
+
+
 def _bounds(starts_idx, T):
     e = [int(i) for i in starts_idx] + [T]
     return list(zip(e[:-1], e[1:]))
