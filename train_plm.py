@@ -179,6 +179,7 @@ def parse_config(argv=None, has_gpu=None, base=None):
     parser = argparse.ArgumentParser(
         description="Pretrain a protein language model (see the module docstring). Other modes, each with --help: "
                     "train_plm.py generate MODEL | score MODEL FASTA | probe MODEL.",
+        usage="%(prog)s [--FLAG VALUE ...]  (--help lists every flag)",  # an error's usage line: not 33 lines
         allow_abbrev=False)  # a typo must not silently set another field
     for f in fields:
         kind = {"bool": parse_bool, "int": int, "float": float}.get(

@@ -1458,6 +1458,15 @@ def test_unknown_flag_lists_valid_flags(capsys):
     assert "--num_layer" in capsys.readouterr().err
 
 
+def test_a_bad_flag_value_gets_two_lines_naming_it(capsys):
+    """A flag error prints a one-line usage (not every flag: --help has them) and the error naming the flag."""
+    with pytest.raises(SystemExit) as e:
+        tp.parse_config(["--lr_hidden", "abc"], has_gpu=False)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "--help" in lines[0] and "--lr_hidden" in lines[1] and "'abc'" in lines[1], lines
+
+
 @pytest.mark.parametrize("args", [
     ["--preset", "huge"],
     ["--tokens_per_micro_batch", "1000"],
