@@ -569,7 +569,7 @@ def document_ids(starts):
     idx = torch.arange(starts.numel(), device=starts.device)
     doc = torch.cumsum(starts.int(), 0, dtype=torch.int32) - 1
     # doc never decreases: a binary search finds each sequence's first token (torch's cummax took 0.22 ms per
-    # call on an H200, records/2026-12-01_QKVPrepForward8Warps)
+    # call on an H200, records/2026-12-01_SequenceIndexSearch)
     return doc, idx - torch.searchsorted(doc, doc)
 
 
