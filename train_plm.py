@@ -107,7 +107,7 @@ class Config:
     probe: bool = False  # at the end, the representation benchmark (linear probes per layer): quality_score
     probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
-    fp8: bool = False  # training on CUDA: the blocks' qkv and MLP products in FP8 with row-wise scales (FP8Linear)
+    fp8: bool = False  # training on CUDA: the blocks' qkv product and MLP in FP8 (FP8Linear, MLPFP8)
     # evaluation and inference (no gradients) run them in bf16, so an exported model's fp8 matters only to training
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
     save_every: int = 0  # steps between checkpoints (0: none); one is also written on SIGTERM/SIGINT
@@ -214,6 +214,11 @@ def parse_config(argv=None, has_gpu=None, base=None):
     below = lambda names, low: [n for n in names if getattr(cfg, n) < low]
     refuse(below(("num_layers", "model_dim", "num_heads", "mlp_dim"), 1) + below(("max_length",), 3),
            "num_layers, model_dim, num_heads and mlp_dim must be >= 1, max_length >= 3 (<cls> x <eos>)")
+    B = FP8_BLOCK
+    if cfg.fp8 and (cfg.model_dim % B or cfg.mlp_dim % (4 * B) or cfg.tokens_per_micro_batch % B):
+        parser.error(f"--fp8 true needs model_dim and tokens_per_micro_batch multiples of {FP8_BLOCK} and mlp_dim of "
+                     f"{4 * FP8_BLOCK} (the MLP's FP8 tiles and block scales); got {cfg.model_dim}, "
+                     f"{cfg.tokens_per_micro_batch} and {cfg.mlp_dim}")
     if cfg.model_dim % cfg.num_heads:
         parser.error(f"model_dim {cfg.model_dim} is not divisible by num_heads {cfg.num_heads}")
     if (cfg.model_dim // cfg.num_heads) % 2:
@@ -680,6 +685,7 @@ try:  # Triton ships with CUDA builds of torch; its kernels run only on CUDA ten
     # Triton's CPU interpreter), elsewhere qkv_prep_reference and segment_attention
     import triton
     import triton.language as tl
+    from triton.tools.tensor_descriptor import TensorDescriptor
 except ImportError:
     triton = None
 
@@ -981,6 +987,10 @@ def doc_attention(q, k, v, doc, lo, hi, window=0):
 
 
 E4M3_MAX = 448.0  # float8_e4m3fn's largest finite value
+FP8_BLOCK = 128  # block scaling: one scale per 1 x 128 values of an activation row, per 128 x 128 of a weight
+# the MLP's FP8 kernel's tiles (rows, columns, K step, rows of tiles per group, pipeline stages, warps): the fastest
+# of a sweep on the reference shapes, H200 (records/2026-12-01_MLPEpilogue)
+MLP_FP8_TILES = {"forward": (128, 256, 128, 8, 3, 8), "backward": (128, 128, 128, 8, 4, 8)}
 
 
 def fp8_rowwise(t):
@@ -991,41 +1001,195 @@ def fp8_rowwise(t):
     return (t.float() / scale).to(torch.float8_e4m3fn).contiguous(), scale
 
 
-def fp8_weight(w, dgrad):
-    """What FP8Linear needs of a weight w (..., N, K) (batched over leading dimensions): (w8, scale) =
-    fp8_rowwise(w in bf16), and with dgrad also (wt8, scale_t) of its transpose (..., K, N), for the input
-    gradient. No gradient flows through these copies."""
+def fp8_blocks(t):
+    """t (..., N, K) float, N and K multiples of 128 -> (t8 (..., N, K) float8_e4m3fn, contiguous; scale (..., N / 128,
+    K / 128) float32, contiguous) with t ~ t8 * scale per 128 x 128 block, each block's largest |value| at 448
+    (DeepSeek-V3's scaling of weights: DeepSeek-AI 2024, arXiv:2412.19437, section 3.3)."""
+    *lead, N, K = t.shape
+    B = FP8_BLOCK
+    blocks = t.float().reshape(*lead, N // B, B, K // B, B)
+    scale = blocks.abs().amax((-3, -1)).clamp_min(1e-30) / E4M3_MAX
+    return (blocks / scale[..., :, None, :, None]).to(torch.float8_e4m3fn).reshape(*lead, N, K).contiguous(), scale
+
+
+def fp8_weight(w, kind):
+    """The FP8 copies of a weight w (..., N, K) (batched over leading dimensions; no gradient flows through them) that
+    a product needs: kind "qkv": (w8, scale) = fp8_rowwise(w in bf16), FP8Linear's forward; "fc": that, plus
+    fp8_blocks of w's transpose (MLPFP8's input gradient); "proj": fp8_blocks(w) (MLPFP8's forward), plus
+    fp8_rowwise of w's transpose (the product in its backward kernel)."""
     w = w.detach().bfloat16()
-    return fp8_rowwise(w) + (fp8_rowwise(w.transpose(-2, -1)) if dgrad else ())
+    wt = w.transpose(-2, -1)
+    return {"qkv": lambda: fp8_rowwise(w), "fc": lambda: fp8_rowwise(w) + fp8_blocks(wt),
+            "proj": lambda: fp8_blocks(w) + fp8_rowwise(wt)}[kind]()
+
+
+def mm_out(a, b, dtype):
+    """a @ b in dtype; on CUDA written by the product itself (torch.mm's out_dtype: fp32 weight gradients of bf16
+    operands without a bf16 rounding or a cast kernel)."""
+    return torch.mm(a, b, out_dtype=dtype) if a.is_cuda else (a @ b).to(dtype)
+
+
+def fp8_block_mm(a8, sa, b8, sb):
+    """a @ b.T of block-scaled e4m3 operands -> (M, N) bf16: a8 (M, K) with sa (M, K / 128), one scale per 1 x 128
+    block of a row, sa's stride along M 1 (a transposed (K / 128, M) tensor, as cuBLAS reads it); b8 (N, K) with sb
+    (N / 128, K / 128) contiguous, one per 128 x 128 block (fp8_blocks). K / 128 must be a multiple of 4: cuBLAS
+    reads those scales in rows padded to 4, which torch's _scaled_mm (2.11) neither pads nor checks
+    (records/2026-12-01_FP8QKVBackward). On CUDA cuBLAS's block-scaled product (torch._scaled_mm; CUDA >= 12.9,
+    Hopper; fp32 sums rescaled every 128 of K); elsewhere the product of the dequantised operands in float32."""
+    if a8.is_cuda:
+        return torch._scaled_mm(a8, b8.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
+    B = FP8_BLOCK
+    a = a8.float() * sa.repeat_interleave(B, 1)
+    b = b8.float() * sb.repeat_interleave(B, 0).repeat_interleave(B, 1)
+    return (a @ b.t()).bfloat16()
 
 
 class FP8Linear(torch.autograd.Function):
     """x (M, K) bf16 @ w (N, K).T -> (M, N) bf16, the forward as torch._scaled_mm on fp8_rowwise(x) and w's copy
-    w8, ws (fp8_weight); the input gradient g @ w the same way when given w's transposed copy wt8, wts, else in
-    bf16; the weight gradient g.T @ x of the bf16 operands, in w's dtype (on CUDA written by the product itself:
-    torch.mm's out_dtype; its sum runs over tokens, so row-wise scales of g and x cannot be factored out of it).
-    Fast (Hopper) accumulation: these products sum over K <= 1,536. Needs FP8 matrix units on CUDA (compute
-    capability >= 8.9; torch._scaled_mm raises RuntimeError elsewhere); torch 2.13 also runs it on CPU (the
-    tests)."""
+    w8, ws (fp8_weight's "qkv"); the input gradient g @ w in bf16; the weight gradient g.T @ x of the bf16
+    operands, in w's dtype (mm_out; its sum runs over tokens, so row-wise scales of g and x cannot be factored
+    out of it). Fast (Hopper) accumulation: these products sum over K <= 1,536. Needs FP8 matrix units on CUDA
+    (compute capability >= 8.9; torch._scaled_mm raises RuntimeError elsewhere); torch 2.13 also runs it on CPU
+    (the tests)."""
 
     @staticmethod
-    def forward(ctx, x, w, w8, ws, wt8=None, wts=None):
+    def forward(ctx, x, w, w8, ws):
         x8, xs = fp8_rowwise(x)
-        ctx.save_for_backward(x, w if wt8 is None else None, wt8, wts)
-        ctx.w_dtype = w.dtype
+        ctx.save_for_backward(x, w)
         return torch._scaled_mm(x8, w8.t(), scale_a=xs, scale_b=ws.t(), out_dtype=x.dtype, use_fast_accum=True)
 
     @staticmethod
     def backward(ctx, g):
-        x, w, wt8, wts = ctx.saved_tensors
-        if wt8 is not None:
-            g8, gs = fp8_rowwise(g)
-            dx = torch._scaled_mm(g8, wt8.t(), scale_a=gs, scale_b=wts.t(), out_dtype=g.dtype, use_fast_accum=True)
+        x, w = ctx.saved_tensors
+        return g @ w.to(g.dtype), mm_out(g.t(), x, w.dtype), None, None
+
+
+def fp8_1x128(y):
+    """y (M, N) bf16 -> (y8 (M, N) float8_e4m3fn, scale (N / 128, M) float32) with y ~ y8 * scale.T per 1 x 128
+    block of a row, each block's largest |value| at 448 (DeepSeek-V3's activation scaling, arXiv:2412.19437,
+    section 3.3); what _mlp_fp8_kernel's epilogue computes (a product by 448 / amax, not a division per value)."""
+    M, N = y.shape
+    blocks = y.float().view(M, N // FP8_BLOCK, FP8_BLOCK)
+    amax = blocks.abs().amax(-1).clamp_min(1e-30)
+    y8 = (blocks * (E4M3_MAX / amax)[..., None]).to(torch.float8_e4m3fn).view(M, N)
+    return y8, (amax / E4M3_MAX).t().contiguous()
+
+
+def mlp_fp8_reference(a8, sa, b8, sb, aux=None):
+    """What the op mlp_fp8 computes, in PyTorch (CPU, and the test of its Triton kernel): a8 (M, K) e4m3 with row
+    scales sa (M, 1) float32, b8 (N, K) e4m3 with row scales sb (N, 1) -> (y (M, N) bf16, y8, ys = fp8_1x128(y)),
+    the product p = (a8 @ b8.T) * sa * sb.T and y = relu(p)² (ReLU²: So et al. 2021) without aux, the MLP's
+    forward; with aux (M, N) bf16 = the forward's y, y = p * 2 sqrt(aux) = p * 2 relu(h), ReLU²'s backward (the
+    derivative from relu(h)² itself: h is not kept)."""
+    p = (a8.float() @ b8.float().t()) * sa * sb.t()
+    y = (p.clamp_min(0).square() if aux is None else p * (2 * aux.float().sqrt())).bfloat16()
+    return (y, *fp8_1x128(y))
+
+
+if triton is not None:
+    # ReLU² (or its backward) and the casts to e4m3 in the epilogue of the FP8 product that makes their input: the
+    # MLP's hidden activations go to memory once per direction, instead of a product's bf16 output that a pass of
+    # its own reads back (0.449 -> 0.362 ms forward, 0.485 -> 0.445 ms backward per block and micro-batch, with the
+    # block-scaled products they feed; records/2026-12-01_MLPEpilogue). Persistent programs (one per multiprocessor)
+    # walk the output tiles, TMA loads and stores. Each 1 x 128 block's scale is found inside one tile, where a
+    # row's scale (fp8_rowwise) would need the whole 1,536-wide row.
+
+    @triton.jit
+    def _mlp_fp8_half(x, rows, om, c0, y_desc, y8_desc, aux_desc, YS, M, BACKWARD: tl.constexpr):
+        """One 128-column block of an output tile, x (BM, 128) float32 the scaled product -> y, y8 and its scales."""
+        if BACKWARD:  # x = dL/da with a = relu(h)²: dL/dh = x * 2 relu(h) = x * 2 sqrt(a)
+            y = x * (2.0 * tl.sqrt(aux_desc.load([om, c0]).to(tl.float32)))
         else:
-            dx = g @ w.to(g.dtype)
-        # on CUDA the product writes w's dtype (fp32) itself: no bf16 rounding, no cast kernel per weight
-        dw = torch.mm(g.t(), x, out_dtype=ctx.w_dtype) if g.is_cuda else (g.t() @ x).to(ctx.w_dtype)
-        return dx, dw, None, None, None, None
+            y = tl.maximum(x, 0.0)
+            y = y * y
+        yb = y.to(tl.bfloat16)
+        y_desc.store([om, c0], yb)
+        amax = tl.maximum(tl.max(tl.abs(yb.to(tl.float32)), 1), 1e-30)
+        y8_desc.store([om, c0], (yb.to(tl.float32) * (448.0 / amax)[:, None]).to(tl.float8e4nv))
+        tl.store(YS + (c0 // 128) * M + rows, amax / 448.0)
+
+    @triton.jit
+    def _mlp_fp8_kernel(a_desc, b_desc, y_desc, y8_desc, aux_desc, SA, SB, YS, M, N, K, BM: tl.constexpr,
+                        BN: tl.constexpr, BK: tl.constexpr, GROUP_M: tl.constexpr, PROGRAMS: tl.constexpr,
+                        BACKWARD: tl.constexpr):
+        tiles_m, tiles_n = tl.cdiv(M, BM), tl.cdiv(N, BN)
+        in_group = GROUP_M * tiles_n  # tiles taken in groups of GROUP_M rows of tiles: operands reused from L2
+        for tile in tl.range(tl.program_id(0), tiles_m * tiles_n, PROGRAMS, flatten=True):
+            first_m = tile // in_group * GROUP_M
+            size_m = min(tiles_m - first_m, GROUP_M)
+            om = (first_m + tile % size_m) * BM
+            on = (tile % in_group) // size_m * BN
+            acc = tl.zeros((BM, BN), dtype=tl.float32)
+            for k in range(0, K, BK):
+                acc = tl.dot(a_desc.load([om, k]), b_desc.load([on, k]).T, acc)
+            rows = om + tl.arange(0, BM)
+            acc = acc * tl.load(SA + rows)[:, None] * tl.load(SB + on + tl.arange(0, BN))[None, :]
+            if BN == 256:
+                x0, x1 = tl.split(tl.permute(tl.reshape(acc, (BM, 2, 128)), (0, 2, 1)))
+                _mlp_fp8_half(x0, rows, om, on, y_desc, y8_desc, aux_desc, YS, M, BACKWARD)
+                _mlp_fp8_half(x1, rows, om, on + 128, y_desc, y8_desc, aux_desc, YS, M, BACKWARD)
+            else:
+                _mlp_fp8_half(acc, rows, om, on, y_desc, y8_desc, aux_desc, YS, M, BACKWARD)
+
+
+def mlp_fp8_triton(a8, sa, b8, sb, aux=None):
+    """mlp_fp8_reference's result by _mlp_fp8_kernel (CUDA, or Triton's CPU interpreter in the tests), tiles
+    MLP_FP8_TILES. M a multiple of 128, N of the tile's columns, K of 128 (the model's checks: parse_config)."""
+    (M, K), N = a8.shape, b8.size(0)
+    BM, BN, BK, group, stages, warps = MLP_FP8_TILES["forward" if aux is None else "backward"]
+    y = a8.new_empty(M, N, dtype=torch.bfloat16)
+    y8 = a8.new_empty(M, N, dtype=torch.float8_e4m3fn)
+    ys = a8.new_empty(N // FP8_BLOCK, M, dtype=torch.float32)
+    desc = TensorDescriptor.from_tensor
+    sms = torch.cuda.get_device_properties(a8.device).multi_processor_count if a8.is_cuda else 4
+    programs = min(sms, (M // BM) * (N // BN))
+    _mlp_fp8_kernel[(programs,)](
+        desc(a8, [BM, BK]), desc(b8, [BN, BK]), desc(y, [BM, 128]), desc(y8, [BM, 128]),
+        desc(y if aux is None else aux, [BM, 128]), sa, sb, ys, M, N, K, BM, BN, BK, group, programs, aux is not None,
+        num_warps=warps, num_stages=stages)
+    return y, y8, ys
+
+
+if not hasattr(getattr(torch.ops, OPS), "mlp_fp8"):
+    # an opaque op to torch.compile: inductor calls it as it calls a cuBLAS product
+    @torch.library.custom_op(f"{OPS}::mlp_fp8", mutates_args=())
+    def _mlp_fp8_op(a8: torch.Tensor, sa: torch.Tensor, b8: torch.Tensor, sb: torch.Tensor,
+                    aux: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if a8.is_cuda:
+            return mlp_fp8_triton(a8, sa, b8, sb, aux)
+        return mlp_fp8_reference(a8, sa, b8, sb, aux)
+
+    @_mlp_fp8_op.register_fake
+    def _mlp_fp8_fake(a8, sa, b8, sb, aux):
+        M, N = a8.size(0), b8.size(0)
+        return (a8.new_empty(M, N, dtype=torch.bfloat16), a8.new_empty(M, N, dtype=torch.float8_e4m3fn),
+                a8.new_empty(N // FP8_BLOCK, M, dtype=torch.float32))
+
+
+class MLPFP8(torch.autograd.Function):
+    """The MLP relu(x @ w_fc.T)² @ w_proj.T in FP8: x (T, D) bf16, w_fc (F, D), w_proj (D, F) and their copies
+    (fp8_weight's "fc", then "proj") -> (T, D) bf16. The op mlp_fp8 makes a = relu(h)² with its e4m3 copy in 1 x
+    128 blocks for the block-scaled proj product (fp8_block_mm); backward, the same op makes dL/dh from the proj
+    product's input gradient and a, in bf16 for the fc weight gradient and in e4m3 blocks for the fc input
+    gradient. Weight gradients: bf16 products in the weights' dtype (mm_out), as in FP8Linear. Needs T a multiple
+    of 128, D of 128 and F of 512 (parse_config checks --fp8's shapes)."""
+
+    @staticmethod
+    def forward(ctx, x, w_fc, w_proj, fc8, fc_s, fct8, fct_s, pj8, pj_s, pjt8, pjt_s):
+        ops = getattr(torch.ops, OPS)
+        x8, xs = fp8_rowwise(x)
+        a, a8, a_s = ops.mlp_fp8(x8, xs, fc8, fc_s, None)
+        ctx.save_for_backward(x, a, fct8, fct_s, pjt8, pjt_s)
+        ctx.dtypes = (w_fc.dtype, w_proj.dtype)
+        return fp8_block_mm(a8, a_s.t(), pj8, pj_s)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a, fct8, fct_s, pjt8, pjt_s = ctx.saved_tensors
+        g8, gs = fp8_rowwise(g)
+        dh, dh8, dh_s = getattr(torch.ops, OPS).mlp_fp8(g8, gs, pjt8, pjt_s, a)
+        dx = fp8_block_mm(dh8, dh_s.t(), fct8, fct_s)
+        return dx, mm_out(dh.t(), x, ctx.dtypes[0]), mm_out(g.t(), a, ctx.dtypes[1]), *[None] * 8
 
 
 def fp8_active(enabled, x):
@@ -1035,12 +1199,15 @@ def fp8_active(enabled, x):
 
 
 def fp8_probe(device):
-    """One 16 x 16 x 32 FP8Linear forward and backward on device: None if it runs, else the error's text (some
-    GPUs of capability >= 8.9 lack row-wise scaled FP8 products in cuBLAS: pytorch/pytorch#192707, sm_120)."""
+    """A 128-token FP8Linear and MLPFP8 forward and backward on device: None if they run, else the error's text
+    (some GPUs of capability >= 8.9 lack row-wise scaled FP8 products in cuBLAS: pytorch/pytorch#192707, sm_120;
+    the block-scaled ones need CUDA >= 12.9)."""
     try:
-        x = torch.ones(16, 32, device=device, dtype=torch.bfloat16, requires_grad=True)
-        w = torch.ones(16, 32, device=device, dtype=torch.bfloat16)
-        FP8Linear.apply(x, w, *fp8_weight(w, True)).sum().backward()
+        x = torch.ones(128, 128, device=device, dtype=torch.bfloat16, requires_grad=True)
+        shapes = ((128, 128), (512, 128), (128, 512))
+        w, wf, wp = (torch.ones(n, k, device=device, dtype=torch.bfloat16) for n, k in shapes)
+        y = FP8Linear.apply(x, w, *fp8_weight(w, "qkv"))
+        (y + MLPFP8.apply(x, wf, wp, *fp8_weight(wf, "fc"), *fp8_weight(wp, "proj"))).float().sum().backward()
         return None
     except (RuntimeError, NotImplementedError) as e:
         return str(e).splitlines()[0]
@@ -1048,7 +1215,7 @@ def fp8_probe(device):
 
 def fp8_refusal(device):
     """None if this device can run --fp8 true, else the message that stops the run: no CUDA, a GPU without FP8
-    matrix units (compute capability below 8.9), or one whose FP8 product fails (fp8_probe). Measured on an
+    matrix units (compute capability below 8.9), or one whose FP8 products fail (fp8_probe). Measured on an
     H200 (9.0) only."""
     if device.type != "cuda":
         where = "this machine has none"
@@ -1056,7 +1223,7 @@ def fp8_refusal(device):
         cc = ".".join(map(str, torch.cuda.get_device_capability(device)))
         where = f"{torch.cuda.get_device_name(device)} is {cc}"
     elif error := fp8_probe(device):
-        where = f"on {torch.cuda.get_device_name(device)} a row-wise scaled FP8 product failed: {error}"
+        where = f"on {torch.cuda.get_device_name(device)} an FP8 product failed: {error}"
     else:
         return None
     return (f"train_plm.py: error: --fp8 true needs a CUDA GPU with FP8 matrix units (compute capability 8.9 or "
@@ -1064,10 +1231,9 @@ def fp8_refusal(device):
 
 
 def linear(x, w, cast=None):
-    """x (T, K) @ w (N, K).T -> (T, N). cast None: F.linear; else w's FP8 copies (fp8_weight; in training,
-    ProteinLM.fp8_casts): (w8, scale) runs the forward in FP8, (w8, scale, wt8, scale_t) the input gradient too
-    (FP8Linear, bf16 out as under autocast, which gives RMSNorm fp32 outputs: their cast to bf16 fuses into the
-    norm's kernel; weight gradients from bf16 products, in w's dtype)."""
+    """x (T, K) @ w (N, K).T -> (T, N). cast None: F.linear; else w's FP8 copy (w8, scale) (fp8_weight's "qkv"; in
+    training, ProteinLM.fp8_casts) runs the forward in FP8 (FP8Linear, bf16 out as under autocast, which gives
+    RMSNorm fp32 outputs: their cast to bf16 fuses into the norm's kernel; both gradients from bf16 products)."""
     if cast is None:
         return F.linear(x, w)
     return FP8Linear.apply(x.to(torch.bfloat16), w, *cast)
@@ -1112,9 +1278,10 @@ class MLP(nn.Module):
         init_linear(self.fc.weight)
         nn.init.zeros_(self.proj.weight)
 
-    def forward(self, x, fp8=(None, None)):  # fp8: fc's and proj's copies for FP8Linear (forward, input gradient)
-        h = F.relu(linear(x, self.fc.weight, fp8[0])).square()  # ReLU² (So et al. 2021)
-        return linear(h, self.proj.weight, fp8[1])
+    def forward(self, x, fp8=None):  # fp8: None (bf16), or fc's and proj's FP8 copies for MLPFP8 (training)
+        if fp8 is not None:
+            return MLPFP8.apply(x.to(torch.bfloat16), self.fc.weight, self.proj.weight, *fp8[0], *fp8[1])
+        return F.linear(F.relu(F.linear(x, self.fc.weight)).square(), self.proj.weight)  # ReLU² (So et al. 2021)
 
 
 class Block(nn.Module):
@@ -1133,7 +1300,7 @@ class Block(nn.Module):
             x = x + skip_weight * skip
         x = self.lambdas[0] * x + self.lambdas[1] * GatherRows.apply(x0_table, tokens)
         x = x + self.attn(norm(x), tokens, ve_table, cos, sin, mask, fp8[0])
-        return x + self.mlp(norm(x), fp8[1:])
+        return x + self.mlp(norm(x), None if fp8[1] is None else fp8[1:])
 
 
 class ProteinLM(nn.Module):
@@ -1209,16 +1376,16 @@ class ProteinLM(nn.Module):
     @torch.compiler.disable  # a host-side cache: eager, also under a whole-model compile
     @torch.no_grad()
     def fp8_casts(self):
-        """Every block's FP8 weight copies for FP8Linear, per block (qkv (w8, scale), fc and proj (w8, scale,
-        wt8, scale_t)): fp8_weight of each weight kind stacked over the blocks, a few batched kernels. Cached
+        """Every block's FP8 weight copies, per block (qkv for FP8Linear, fc and proj for MLPFP8): fp8_weight of
+        each weight kind stacked over the blocks, a few batched kernels. Cached
         until a weight changes (its storage or its version counter, which every in-place write bumps: the
         optimizer's step, load_state_dict): once per optimizer step instead of once per block and micro-batch,
         where the casts were ~1,000 small kernels per reference step."""
         weights = [(b.attn.qkv_w, b.mlp.fc.weight, b.mlp.proj.weight) for b in self.blocks]
         key = [(w.data_ptr(), w._version) for ws in weights for w in ws]
         if key != self._fp8_key:
-            kinds = [fp8_weight(torch.stack([w.flatten(0, -2) for w in ws]), dgrad)
-                     for ws, dgrad in zip(zip(*weights), (False, True, True))]  # qkv: bf16 input gradient
+            kinds = [fp8_weight(torch.stack([w.flatten(0, -2) for w in ws]), kind)
+                     for ws, kind in zip(zip(*weights), ("qkv", "fc", "proj"))]
             self._fp8_casts = [tuple(tuple(t[i] for t in kind) for kind in kinds) for i in range(len(self.blocks))]
             self._fp8_key = key
         return self._fp8_casts

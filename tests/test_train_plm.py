@@ -40,6 +40,7 @@ RESIDUE_LETTERS = "LAGVSERTIDPKQNFYMHWCXBUZO"
 
 TINY = ["--num_layers", "4", "--model_dim", "64", "--num_heads", "2", "--mlp_dim", "128",
         "--num_value_embeds", "2", "--tokens_per_micro_batch", "256", "--max_length", "128"]
+FP8_DIMS = ["--model_dim", "128", "--mlp_dim", "512"]  # the smallest widths --fp8 true takes (its tiles, blocks)
 
 
 def cfg_of(*args):
@@ -663,16 +664,18 @@ def test_fp8_rowwise_maps_each_row_maximum_to_e4m3s_largest():
     assert t8.is_contiguous() and t8.shape == (6, 4)
 
 
-@pytest.mark.parametrize("fp8", [1, 2])
-def test_fp8_linear_is_the_product_to_e4m3_rounding(fp8):
-    """linear(x, w, fp8_weight(w, False)): forward in FP8, input gradient bf16; fp8_weight(w, True): both in
-    FP8. The weight gradient is the bf16 product g.T @ x either way, in w's dtype. Runs torch._scaled_mm on CPU
-    (torch >= 2.13; the GPU runs it in training)."""
+def _rel(a, b):
+    return float((a.detach().float() - b).norm() / b.norm())
+
+
+def test_fp8_linear_is_the_product_to_e4m3_rounding():
+    """linear(x, w, fp8_weight(w, "qkv")): the forward in FP8, both gradients bf16 products (the weight's in its
+    dtype). Runs torch._scaled_mm on CPU (torch >= 2.13; the GPU runs it in training)."""
     torch.manual_seed(0)
     x = torch.randn(256, 96, dtype=torch.bfloat16, requires_grad=True)
     w = torch.randn(64, 96, requires_grad=True)
-    cast = tp.fp8_weight(w, fp8 == 2)
-    assert len(cast) == 2 * fp8 and not any(t.requires_grad for t in cast)
+    cast = tp.fp8_weight(w, "qkv")
+    assert len(cast) == 2 and not any(t.requires_grad for t in cast)
     try:
         y = tp.linear(x, w, cast)
     except (RuntimeError, NotImplementedError) as e:
@@ -680,14 +683,103 @@ def test_fp8_linear_is_the_product_to_e4m3_rounding(fp8):
     g = torch.randn(256, 64, dtype=torch.bfloat16)
     y.backward(g)
     assert y.dtype == x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
-    exact = x.detach().float() @ w.detach().t()
-
-    def rel(a, b):
-        return float((a.detach().float() - b).norm() / b.norm())
-    assert 0.005 < rel(y, exact) < 0.06  # FP8's rounding: visible, and within e4m3's 1/16 per operand
-    dx = rel(x.grad, g.float() @ w.detach())
-    assert (0.005 < dx < 0.06) if fp8 == 2 else dx < 0.005
+    assert 0.005 < _rel(y, x.detach().float() @ w.detach().t()) < 0.06  # e4m3's rounding: visible, within 1/16
+    assert _rel(x.grad, g.float() @ w.detach()) < 0.005
     assert torch.equal(w.grad, (g.t() @ x.detach()).float())
+
+
+def test_fp8_blocks_scale_each_128_by_128_block_to_e4m3s_largest():
+    torch.manual_seed(0)
+    w = torch.randn(2, 256, 384)
+    w[1, :128, 128:256] = 0  # an all-zero block stays zero
+    w8, scale = tp.fp8_blocks(w)
+    assert w8.shape == w.shape and w8.dtype == torch.float8_e4m3fn and w8.is_contiguous()
+    assert scale.shape == (2, 2, 3) and scale.dtype == torch.float32
+    blocks = w8.float().view(2, 2, 128, 3, 128)
+    assert torch.equal(blocks.abs().amax((2, 4))[scale > 1e-20], torch.full_like(scale, 448)[scale > 1e-20])
+    assert not blocks[1, 0, :, 1].any()
+    back = (blocks * scale[:, :, None, :, None]).view_as(w)
+    half_subnormal = (scale[:, :, None, :, None] * 2 ** -10).expand_as(blocks).reshape(w.shape)
+    assert ((back - w).abs() <= w.abs() / 16 + half_subnormal).all()  # e4m3: 3 mantissa bits, subnormals 2^-9
+    xt8, _ = tp.fp8_blocks(torch.randn(384, 256).t())  # a transposed input comes out contiguous
+    assert xt8.is_contiguous()
+
+
+def test_mlp_fp8_is_the_mlp_to_e4m3_rounding():
+    """MLPFP8 (here the op's PyTorch path and dequantised block products, on CPU) against the float MLP
+    relu(x @ w_fc.T)² @ w_proj.T: output and every gradient within FP8's rounding; bf16 out and input gradient,
+    weight gradients in the weights' dtype; fp8_block_mm is the product of its dequantised operands."""
+    torch.manual_seed(0)
+    T, D, F_ = 256, 128, 512
+    x = torch.randn(T, D, dtype=torch.bfloat16, requires_grad=True)
+    w_fc = (torch.randn(F_, D) * D ** -0.5).requires_grad_()
+    w_proj = (torch.randn(D, F_) * F_ ** -0.5).requires_grad_()
+    casts = tp.fp8_weight(w_fc, "fc") + tp.fp8_weight(w_proj, "proj")
+    assert [tuple(t.shape) for t in casts] == [(F_, D), (F_, 1), (D, F_), (1, 4), (D, F_), (1, 4), (F_, D), (F_, 1)]
+    y = tp.MLPFP8.apply(x, w_fc, w_proj, *casts)
+    g = torch.randn(T, D, dtype=torch.bfloat16)
+    y.backward(g)
+    assert y.dtype == x.grad.dtype == torch.bfloat16 and w_fc.grad.dtype == w_proj.grad.dtype == torch.float32
+    xf, wf, wp = (t.detach().float().requires_grad_() for t in (x, w_fc, w_proj))
+    yf = F.relu(xf @ wf.t()).square() @ wp.t()
+    yf.backward(g.float())
+    for got, want in ((y, yf), (x.grad, xf.grad), (w_fc.grad, wf.grad), (w_proj.grad, wp.grad)):
+        assert 0.005 < _rel(got, want.detach()) < 0.08  # e4m3's rounding: visible, within 1/16 per operand
+    a8, sa = tp.fp8_1x128(torch.randn(T, F_).bfloat16())
+    b8, sb = tp.fp8_blocks(torch.randn(D, F_))
+    B = tp.FP8_BLOCK
+    want = (a8.float() * sa.t().repeat_interleave(B, 1)) @ (b8.float() * sb.repeat_interleave(B, 0).repeat_interleave(B, 1)).t()
+    assert torch.equal(tp.fp8_block_mm(a8, sa.t(), b8, sb).float(), want.bfloat16().float())
+
+
+MLP_FP8_CHECK = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import train_plm as tp
+torch.manual_seed(0)
+M, K, N = 256, 128, 512
+x8, xs = tp.fp8_rowwise(torch.randn(M, K))
+w8, ws = tp.fp8_rowwise(torch.randn(N, K) * 0.1)
+worst = {}
+for aux in (None, torch.rand(M, N).bfloat16()):
+    name = "forward" if aux is None else "backward"
+    y, y8, ys = tp.mlp_fp8_triton(x8, xs, w8, ws, aux)
+    want = tp.mlp_fp8_reference(x8, xs, w8, ws, aux)[0].float()
+    assert y.dtype == torch.bfloat16 and y8.dtype == torch.float8_e4m3fn and ys.shape == (N // 128, M)
+    # the product's fp32 sums in another order: y within one bf16 rounding of the reference
+    worst[name + "_y"] = float(((y.float() - want).abs() / (want.abs() + 1e-6)).max())
+    # the casts: fp8_1x128's scales of the kernel's own y and, but for the interpreter's rounding, its e4m3 values.
+    # Triton's CPU interpreter converts to e4m3 its own way where CUDA rounds to nearest even: a tie may round the
+    # other way (one step off), and a value that rounds up into the next binade comes out halved
+    c8, cs = tp.fp8_1x128(y)
+    worst[name + "_scales"] = float((ys - cs).abs().max())
+    got, want8 = y8.float(), c8.float()
+    step = 2.0 ** (want8.abs().clamp_min(2 ** -6).log2().floor() - 3)  # e4m3's spacing (3 mantissa bits)
+    ok = torch.zeros_like(got, dtype=torch.bool)
+    for c in (want8, want8 + step, want8 - step):
+        power_of_two = c.abs().log2() == c.abs().log2().round()
+        ok |= (got == c) | ((got * 2 == c) & power_of_two)
+    worst[name + "_e4m3_other"] = int((~ok).sum())
+print(worst)
+assert worst["forward_y"] <= 2 ** -7 and worst["backward_y"] <= 2 ** -7, worst
+assert worst["forward_scales"] == 0 and worst["backward_scales"] == 0, worst
+assert worst["forward_e4m3_other"] == 0 and worst["backward_e4m3_other"] == 0, worst
+"""
+
+
+def test_mlp_fp8_kernel_matches_its_reference(tmp_path):
+    """The GPU path's fused FP8 product + ReLU² (forward) / ReLU²-backward kernel with its 1 x 128 e4m3 casts, run
+    by Triton's CPU interpreter, against mlp_fp8_reference: the bf16 output within one rounding, the same block
+    scales, the same e4m3 values but where the interpreter's own conversion rounds otherwise."""
+    _run_under_triton_interpreter(tmp_path, MLP_FP8_CHECK)
+
+
+def test_fp8_needs_widths_its_tiles_and_blocks_divide():
+    assert cfg_of("--fp8", "true", *FP8_DIMS).fp8
+    for flags in (["--model_dim", "64"], ["--mlp_dim", "384"], ["--tokens_per_micro_batch", "320", "--max_length", "64"]):
+        with pytest.raises(SystemExit):
+            cfg_of(*flags, "--fp8", "true")
+        cfg_of(*flags)  # bf16 takes them
 
 
 def test_fp8_is_active_only_on_cuda_with_gradients():
@@ -697,7 +789,7 @@ def test_fp8_is_active_only_on_cuda_with_gradients():
     assert tp.fp8_active(True, gpu_like) and not tp.fp8_active(False, gpu_like) and not tp.fp8_active(True, cpu)
     with torch.no_grad():
         assert not tp.fp8_active(True, gpu_like)
-    plain, with_fp8 = perturbed_model(), perturbed_model("--fp8", "true")
+    plain, with_fp8 = perturbed_model(*FP8_DIMS), perturbed_model(*FP8_DIMS, "--fp8", "true")
     rng = np.random.default_rng(0)
     tokens, starts, _ = _packed_row([frame(rng.integers(4, 24, n)) for n in (40, 70)], 128)
     assert torch.equal(plain(tokens, starts), with_fp8(tokens, starts))
@@ -705,42 +797,50 @@ def test_fp8_is_active_only_on_cuda_with_gradients():
 
 @pytest.mark.parametrize("fp8", [False, True])
 def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
-    """With FP8 active: the qkv product in mode 1 (forward only), the MLP's two in mode 2 (forward and input
-    gradient), each with its own block's weight copies (fp8_weight's, from fp8_casts); the attention output
-    product never goes through linear(); no gradients: all mode 0."""
+    """With FP8 active: the qkv product through linear() with its FP8 copy (forward only) and the MLP as MLPFP8,
+    each with its own block's weight copies (fp8_weight's, from fp8_casts); the attention output product never
+    goes through linear(); no gradients: everything bf16."""
     calls = []
 
     def record(x, w, cast=None):
-        mode = 0 if cast is None else len(cast) // 2
         if cast is not None:  # this very weight's copies
-            assert all(torch.equal(a.float(), b.float()) for a, b in zip(cast, tp.fp8_weight(w, mode == 2)))
-        calls.append((tuple(w.shape), mode))
+            assert all(torch.equal(a.float(), b.float()) for a, b in zip(cast, tp.fp8_weight(w, "qkv")))
+        calls.append(("linear", tuple(w.shape), cast is not None))
         return F.linear(x, w)
+
+    class RecordMLP:
+        @staticmethod
+        def apply(x, w_fc, w_proj, *casts):
+            want = tp.fp8_weight(w_fc, "fc") + tp.fp8_weight(w_proj, "proj")
+            assert len(casts) == len(want) and all(torch.equal(a.float(), b.float()) for a, b in zip(casts, want))
+            calls.append(("MLPFP8", tuple(w_fc.shape), True))
+            return F.linear(F.relu(F.linear(x.float(), w_fc)).square(), w_proj)
     monkeypatch.setattr(tp, "linear", record)
+    monkeypatch.setattr(tp, "MLPFP8", RecordMLP)
     monkeypatch.setattr(tp, "fp8_active", lambda enabled, x: bool(enabled) and torch.is_grad_enabled())  # CPU as GPU
-    model = perturbed_model("--fp8", str(fp8).lower())
+    model = perturbed_model(*FP8_DIMS, "--fp8", str(fp8).lower())
     tokens, starts, _ = _packed_row([frame(np.arange(4, 24))], 32)
     model(tokens, starts)
     D, H, L = model.cfg.model_dim, model.cfg.mlp_dim, model.cfg.num_layers
-    want = [((3 * D, D), int(fp8)), ((H, D), 2 * fp8), ((D, H), 2 * fp8)] * L
-    assert calls == want
+    want = [("linear", (3 * D, D), fp8)] + ([("MLPFP8", (H, D), True)] if fp8 else [])
+    assert calls == want * L
     calls.clear()
     with torch.no_grad():
         model(tokens, starts)
-    assert calls == [(shape, 0) for shape, _ in want]
+    assert calls == [("linear", (3 * D, D), False)] * L
 
 
 def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes():
-    """fp8_casts: per block, fp8_weight of its qkv (forward only), fc and proj weights (with transposes), cast in
-    one batch per kind; the same objects again while no weight changed; new copies after an optimizer-style
-    in-place update of any one weight, and after load_state_dict."""
-    model = perturbed_model("--num_layers", "3")
+    """fp8_casts: per block, fp8_weight of its qkv, fc and proj weights (each kind's copies), cast in one batch per
+    kind; the same objects again while no weight changed; new copies after an optimizer-style in-place update of
+    any one weight, and after load_state_dict."""
+    model = perturbed_model(*FP8_DIMS, "--num_layers", "3")
     casts = model.fp8_casts()
     assert len(casts) == 3
     for b, (qkv, fc, proj) in zip(model.blocks, casts):
-        for cast, w, dgrad in ((qkv, b.attn.qkv_w.flatten(0, 1), False), (fc, b.mlp.fc.weight, True),
-                               (proj, b.mlp.proj.weight, True)):
-            want = tp.fp8_weight(w, dgrad)
+        for cast, w, kind in ((qkv, b.attn.qkv_w.flatten(0, 1), "qkv"), (fc, b.mlp.fc.weight, "fc"),
+                              (proj, b.mlp.proj.weight, "proj")):
+            want = tp.fp8_weight(w, kind)
             assert len(cast) == len(want) and all(a.shape == c.shape and a.dtype == c.dtype and
                                                   torch.equal(a.float(), c.float()) for a, c in zip(cast, want))
     assert model.fp8_casts() is casts  # nothing changed: the cache
@@ -753,7 +853,7 @@ def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["blocks.0.attn.qkv_w"] *= 2
     model.load_state_dict(state)
-    want = tp.fp8_weight(state["blocks.0.attn.qkv_w"].flatten(0, 1), False)[0]
+    want = tp.fp8_weight(state["blocks.0.attn.qkv_w"].flatten(0, 1), "qkv")[0]
     assert torch.equal(model.fp8_casts()[0][0][0].float(), want.float())
 
 
@@ -771,7 +871,7 @@ def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
             assert f"Some GPU is {cc[0]}.{cc[1]}" in message and "--fp8 false" in message
     monkeypatch.setattr(tp, "fp8_probe", lambda device: "CUBLAS_STATUS_NOT_SUPPORTED")  # capability is not enough
     message = tp.fp8_refusal(torch.device("cuda", 0))
-    assert "a row-wise scaled FP8 product failed: CUBLAS_STATUS_NOT_SUPPORTED" in message
+    assert "an FP8 product failed: CUBLAS_STATUS_NOT_SUPPORTED" in message
     monkeypatch.undo()
     e4m3 = torch.zeros(16, 16, dtype=torch.float8_e4m3fn)
     try:  # the probe itself: torch 2.13 runs FP8 products on CPU; a build without them reports the error
@@ -781,7 +881,7 @@ def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
         assert tp.fp8_probe(torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="--fp8 true needs a CUDA GPU with FP8 matrix units"):
-        tp.main(["--preset", "cpu", *TINY, "--steps", "1", "--fp8", "true"])
+        tp.main(["--preset", "cpu", *TINY, *FP8_DIMS, "--steps", "1", "--fp8", "true"])
 
 
 def test_fp8_is_on_in_the_reference_preset_only():
