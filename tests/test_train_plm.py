@@ -728,7 +728,9 @@ def test_mlp_fp8_is_the_mlp_to_e4m3_rounding():
     a8, sa = tp.fp8_1x128(torch.randn(T, F_).bfloat16())
     b8, sb = tp.fp8_blocks(torch.randn(D, F_))
     B = tp.FP8_BLOCK
-    want = (a8.float() * sa.t().repeat_interleave(B, 1)) @ (b8.float() * sb.repeat_interleave(B, 0).repeat_interleave(B, 1)).t()
+    a = a8.float() * sa.t().repeat_interleave(B, 1)
+    b = b8.float() * sb.repeat_interleave(B, 0).repeat_interleave(B, 1)
+    want = a @ b.t()
     assert torch.equal(tp.fp8_block_mm(a8, sa.t(), b8, sb).float(), want.bfloat16().float())
 
 
@@ -776,7 +778,8 @@ def test_mlp_fp8_kernel_matches_its_reference(tmp_path):
 
 def test_fp8_needs_widths_its_tiles_and_blocks_divide():
     assert cfg_of("--fp8", "true", *FP8_DIMS).fp8
-    for flags in (["--model_dim", "64"], ["--mlp_dim", "384"], ["--tokens_per_micro_batch", "320", "--max_length", "64"]):
+    too_small = ["--tokens_per_micro_batch", "320", "--max_length", "64"]
+    for flags in (["--model_dim", "64"], ["--mlp_dim", "384"], too_small):
         with pytest.raises(SystemExit):
             cfg_of(*flags, "--fp8", "true")
         cfg_of(*flags)  # bf16 takes them
