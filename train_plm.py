@@ -2477,21 +2477,24 @@ def environment_report(device):
     return "\n".join(lines)
 
 
-def measure_peak_flops(device):
-    """bf16 matrix rate of this GPU (FLOP/s), median of 10 timed 8192³ products; the MFU denominator."""
+def measure_peak_flops(device, timed=20):
+    """bf16 matrix rate of this GPU (FLOP/s), the MFU denominator: the fastest of `timed` 8192³ products after 3
+    untimed ones. The fastest, not the median: at the boost clock that the first products of a burst run at, the
+    rate the H200's ~790 TFLOP/s refers to. Under sustained load the clocks fall with power; one H200 read 705-779
+    as the median of 10 (four runs), 633-663 after 1 s of load (records/2026-12-01_FusionLimits)."""
     a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
     times = []
-    for _ in range(10):
+    for _ in range(timed):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
         a @ b
         e.record()
         e.synchronize()
         times.append(s.elapsed_time(e) / 1e3)
-    return 2 * 8192 ** 3 / float(np.median(times))
+    return 2 * 8192 ** 3 / min(times)
 
 
 # ----------------------------------------------------------------------------------------------------------
