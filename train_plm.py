@@ -2477,8 +2477,8 @@ def environment_report(device):
     return "\n".join(lines)
 
 
-def measure_peak_flops(device, timed=20):
-    """bf16 matrix rate of this GPU (FLOP/s), the MFU denominator: the fastest of `timed` 8192³ products after 3
+def measure_peak_flops(device):
+    """bf16 matrix rate of this GPU (FLOP/s), the MFU denominator: the fastest of 20 timed 8192³ products after 3
     untimed ones. The fastest, not the median: at the boost clock that the first products of a burst run at, the
     rate the H200's ~790 TFLOP/s refers to. Under sustained load the clocks fall with power; one H200 read 705-779
     as the median of 10 (four runs), 633-663 after 1 s of load (records/2026-12-01_FusionLimits)."""
@@ -2487,7 +2487,7 @@ def measure_peak_flops(device, timed=20):
     for _ in range(3):
         a @ b
     times = []
-    for _ in range(timed):
+    for _ in range(20):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
         a @ b
