@@ -369,16 +369,18 @@ def plot(folder_runs, target, out):
     except ImportError:
         print("plot skipped: matplotlib is not installed (pip install matplotlib)")
         return None
-    fig, ax = plt.subplots(figsize=(10, 5))
+    # tall enough for one legend line per folder; 20 colours, then the next line style, so folders stay apart
+    fig, ax = plt.subplots(figsize=(11, max(5.0, 0.19 * len(folder_runs) + 1.0)))
     times = []
     for k, (folder, runs) in enumerate(folder_runs):  # one colour per folder, one legend entry per folder
-        color, label = f"C{k % 10}", f"{Path(folder).name} ({len(runs)} log{'s' if len(runs) != 1 else ''})"
+        color, label = plt.cm.tab20(k % 20), f"{Path(folder).name} ({len(runs)} log{'s' if len(runs) != 1 else ''})"
+        style = ("-", "--", ":", "-.")[k // 20 % 4]
         for r in runs:
             if not r.curve:
                 continue
             xs, ys = [c[1] for c in r.curve], [c[2] for c in r.curve]
             times += xs
-            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=color, label=label)
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, ls=style, color=color, label=label)
             label = None
     ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:.2f}")
     if times and min(times) > 0 and max(times) / min(times) > 20:
@@ -387,7 +389,7 @@ def plot(folder_runs, target, out):
     ax.set_ylabel("validation loss (nats, masked positions)")
     ax.set_title("plm-speedrun: validation loss against training time")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

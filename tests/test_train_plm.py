@@ -887,9 +887,10 @@ def test_fp8_is_refused_without_an_fp8_gpu(monkeypatch):
         tp.main(["--preset", "cpu", *TINY, *FP8_DIMS, "--steps", "1", "--fp8", "true"])
 
 
-def test_fp8_is_on_in_the_reference_preset_only():
+def test_fp8_is_on_in_the_gpu_presets_only():
     assert tp.parse_config(["--preset", "reference"], has_gpu=True).fp8
-    assert not tp.parse_config(["--preset", "speedrun"], has_gpu=True).fp8
+    assert tp.parse_config(["--preset", "speedrun"], has_gpu=True).fp8
+    assert not tp.parse_config(["--preset", "speedrun", "--fp8", "false"], has_gpu=True).fp8
     assert not tp.parse_config(["--preset", "cpu"], has_gpu=False).fp8
 
 
