@@ -2508,6 +2508,13 @@ STOP_CHECK_EVERY = 5  # steps: how often several ranks agree on a stop request (
 STOPPED_EXIT = 75  # exit status of a run stopped by a signal after its checkpoint (sysexits' EX_TEMPFAIL: retry)
 
 
+class Refusal(SystemExit):
+    """A run or mode refused for its input: flags the checks after parsing reject, missing or broken files,
+    checkpoints that do not fit, hardware a flag needs. str(e) is the one-line message. Run as a script, the
+    message goes to stderr and the exit status is 2, as for argparse's flag errors; 1 stays for runs that fail
+    (a traceback, a non-finite loss), 75 for runs stopped by a signal."""
+
+
 def main(argv=None):
     """Command line: train (flags of Config), or the modes generate / score / probe; returns their result
     (None: training stopped by a signal). Missing or unreadable files and bad sequences end with a one-line
@@ -2520,11 +2527,11 @@ def main(argv=None):
             return (probe_main if mode == "probe" else sample_main)(argv)
         return train(argv)
     except (FileNotFoundError, ShardError) as e:  # missing or broken data: the message names the file
-        raise SystemExit(f"{prog}: error: {error_text(e)}")
+        raise Refusal(f"{prog}: error: {error_text(e)}") from None
     except (OSError, EOFError, ValueError) as e:
         if mode is None:
             raise  # in training these are not user errors: keep the traceback
-        raise SystemExit(f"{prog}: error: {error_text(e)}")
+        raise Refusal(f"{prog}: error: {error_text(e)}") from None
 
 
 def error_text(e):
@@ -2549,8 +2556,8 @@ def train(argv):
     else:
         device = torch.device("cpu")
         if cfg.preset in GPU_PRESETS:
-            raise SystemExit(f"train_plm.py: error: --preset {cfg.preset} is sized for GPUs (hours and tens of GB "
-                             "on a CPU) and this machine has none: use --preset cpu, with any flag on top")
+            raise Refusal(f"train_plm.py: error: --preset {cfg.preset} is sized for GPUs (hours and tens of GB "
+                          "on a CPU) and this machine has none: use --preset cpu, with any flag on top")
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     ckpt = None
@@ -2560,25 +2567,26 @@ def train(argv):
         cfg = parse_config(argv, base=ckpt["config"])
         old = {k: ckpt["config"].get(k, getattr(Config, k)) for k in SHAPE_FIELDS}
         if old != {k: getattr(cfg, k) for k in SHAPE_FIELDS}:
-            raise SystemExit(f"{ckpt_path}: checkpoint of a model with {old}; this run asks for "
-                             f"{ {k: getattr(cfg, k) for k in SHAPE_FIELDS} }: refusing to resume")
+            raise Refusal(f"{ckpt_path}: checkpoint of a model with {old}; this run asks for "
+                          f"{ {k: getattr(cfg, k) for k in SHAPE_FIELDS} }: refusing to resume")
         # checkpoints are written at step boundaries, where every rank stands at the same place in the one
         # global stream: any process count that divides the step's micro-batches resumes it
         if any(pos != ckpt["data_positions"][0] for pos in ckpt["data_positions"]):
-            raise SystemExit(f"{ckpt_path}: its ranks' data positions differ ({ckpt['data_positions']}); "
-                             "a checkpoint of this train_plm.py has one position for all: refusing to resume")
+            raise Refusal(f"{ckpt_path}: its ranks' data positions differ ({ckpt['data_positions']}); "
+                          "a checkpoint of this train_plm.py has one position for all: refusing to resume")
         cfg.resume = resume_flag
         if ckpt.get("target") and cfg.stop_at_target:
-            raise SystemExit(f"{ckpt_path}: this run reached target_val_loss {cfg.target_val_loss} at step "
-                             f"{ckpt['target']['step']} and stopped there; nothing to resume "
-                             "(--stop_at_target false trains on to --steps)")
+            raise Refusal(f"{ckpt_path}: this run reached target_val_loss {cfg.target_val_loss} at step "
+                          f"{ckpt['target']['step']} and stopped there; nothing to resume "
+                          "(--stop_at_target false trains on to --steps)")
     if cfg.hub_repo and not os.environ.get("HF_TOKEN"):
-        raise SystemExit("--hub_repo uploads with the token in the environment variable HF_TOKEN, which is not set")
+        raise Refusal("train_plm.py: error: --hub_repo uploads with the token in the environment variable HF_TOKEN, "
+                      "which is not set")
     if cfg.compile and device.type != "cuda":  # CPU attention: scaled_dot_product_attention on each sequence
-        raise SystemExit("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
-                         "slice of the micro-batch, so every new packing would recompile")
+        raise Refusal("train_plm.py: error: --compile true needs a GPU: on CPU, attention runs on each sequence's "
+                      "slice of the micro-batch, so every new packing would recompile")
     if cfg.fp8 and (refusal := fp8_refusal(device)):
-        raise SystemExit(refusal)
+        raise Refusal(refusal)
     if not cfg.run_id:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         if distributed:  # every rank must agree on the run id
@@ -2604,7 +2612,7 @@ def train(argv):
                f"(whole micro-batches on every process): use --tokens_per_step {fit}, a smaller "
                "--tokens_per_micro_batch or fewer processes (each trains differently)")
         log(msg, console=False)
-        raise SystemExit(msg if rank == 0 else 2)  # printed once, not by every rank
+        raise Refusal(msg) if rank == 0 else SystemExit(2)  # printed once, not by every rank
     log(f"device {device} | world_size {world_size} | gradient accumulation {micro_per_step} micro-batches")
 
     # a seed trains the same bits on any number of GPUs that leaves a power-of-two micro_per_step, and across
@@ -2621,8 +2629,8 @@ def train(argv):
     n_params = sum(p.numel() for p in params)
     log(f"parameters {n_params:,}")
     if cfg.max_params and n_params >= cfg.max_params:
-        raise SystemExit(f"train_plm.py: error: {n_params:,} parameters: the speed track allows fewer than "
-                         f"{cfg.max_params:,} (--max_params 0 lifts the cap for runs that are not speed-track records)")
+        raise Refusal(f"train_plm.py: error: {n_params:,} parameters: the speed track allows fewer than "
+                      f"{cfg.max_params:,} (--max_params 0 lifts the cap for runs that are not speed-track records)")
     opts, counts = make_optimizers(model, cfg, device.type == "cuda", rank, world_size)
     log("optimizer groups " + ", ".join(f"{k}: {n} tensors / {m:,} params" for k, (n, m) in counts.items()))
     if cfg.compile:
@@ -2730,7 +2738,7 @@ def train(argv):
             for g, lr in zip(o.param_groups, lrs):  # learning-rate flags given with --resume apply
                 g["initial_lr"] = lr
         if ckpt["step"] > cfg.steps:
-            raise SystemExit(f"{ckpt_path}: checkpoint at step {ckpt['step']}, past --steps {cfg.steps}")
+            raise Refusal(f"{ckpt_path}: checkpoint at step {ckpt['step']}, past --steps {cfg.steps}")
         start_step, train_time, val = ckpt["step"], ckpt["train_time"], ckpt["val"]
         tokens_seen, padded_seen, sumsq_seen = ckpt["tokens_seen"], ckpt["padded_seen"], ckpt["sumsq_seen"]
         data_start = tuple(ckpt["data_positions"][0])
@@ -2936,4 +2944,9 @@ def train(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(STOPPED_EXIT if main() is None else 0)  # a run stopped by a signal is not a finished one
+    try:
+        result = main()
+    except Refusal as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    sys.exit(STOPPED_EXIT if result is None else 0)  # a run stopped by a signal is not a finished one

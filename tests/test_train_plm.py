@@ -1899,6 +1899,23 @@ def test_a_gpu_preset_is_refused_without_a_gpu(monkeypatch):
             tp.main(["--preset", preset])
 
 
+def test_every_refusal_exits_with_status_2_and_one_line(tmp_path):
+    """Run as a script: a flag argparse rejects, a refusal inside training (a GPU preset on a machine without
+    CUDA; a shard glob that matches nothing) and a mode's missing file all exit with status 2 (argparse's usage
+    error) and say why on stderr, without a traceback."""
+    script = str(Path(tp.__file__).parent / "train_plm.py")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    cases = [(["--no_such_flag", "1"], "valid flags"),
+             (["--preset", "reference"], "is sized for GPUs"),
+             (["--preset", "cpu", "--train_files", str(tmp_path / "nothere_*.bin")], "no train shards match"),
+             (["score", str(tmp_path / "no_model"), str(tmp_path / "x.fasta")], "error:")]
+    for argv, text in cases:
+        r = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=env,
+                           cwd=tmp_path, timeout=300)
+        assert r.returncode == 2 and text in r.stderr and "Traceback" not in r.stderr, (argv, r.returncode,
+                                                                                          r.stderr[-800:])
+
+
 def test_missing_reference_shards_name_the_script_that_builds_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="make_reference_shards.py"):
         tp.resolve_files(str(tmp_path / "reference_train_*.bin"), "train")
