@@ -135,8 +135,8 @@ PRESETS = {
         # (GPUs without FP8 matrix units, compute capability < 8.9, need it: the run stops with a message)
     ),
 }
-# The speed track's recipe (README.md, Benchmark): all 3 seeds end their 300 steps (76.4 s of training on one
-# H200) below validation loss 2.70, mean 2.435, and pass 2.70 at 45.7-50.7 s (records/2026-12-01_SpeedrunFP8;
+# The speed track's recipe (README.md, Benchmark): all 5 seeds end their 300 steps (76.25 s of training on one
+# H200) below validation loss 2.70, mean 2.460, and pass 2.70 at 45.7-50.8 s (records/2026-12-01_SpeedrunFP8;
 # in bf16, --fp8 false: 81.6 s, mean 2.481 over 6 seeds, 2.70 at 51.7-57.1 s, records/2026-12-01_SpeedrunKernels).
 # Against `reference`: half the blocks (57M parameters, 2x the tokens/s), half the batch (2x the optimizer
 # steps per token), a 300-step schedule with a 50-step warm-up (20 let loss spikes slow 1 seed in 5), the stop rule.
