@@ -818,8 +818,9 @@ if triton is not None and not hasattr(getattr(torch.ops, OPS), "qkv_prep"):
     # block for dQ, then one per key block for dK, dV, each summing over the other side in its own registers
     # (no atomics: the same bits every run). Slower, measured: dS stored by the dK/dV pass for a dQ pass of one
     # product per tile, two heads per program (records/2026-12-01_QKVPrepForward8Warps), one fused backward pass
-    # per region of chained sequences, and loops rotated to issue the next tile's products before this tile's
-    # softmax (records/2026-12-01_FusionLimits).
+    # per region of chained sequences, loops rotated to issue the next tile's products before this tile's
+    # softmax (records/2026-12-01_FusionLimits), and one pass whose key blocks add each query tile's dQ in turn
+    # (records/2026-12-01_BackwardEpilogues).
 
     @triton.jit
     def _attn_mask(doc_q, doc_k, tq, tk, WINDOW: tl.constexpr):
