@@ -132,7 +132,7 @@ PRESETS = {
         warmup_steps=20, cooldown_frac=0.6, muon_momentum_warmup_steps=50,
         eval_every=50, log_every=10, compile=True,
         fp8=True,  # +4.7% tokens/s on an H200 (records/2026-11-30_FP8RowWise); --fp8 false: all products in bf16
-        # (GPUs without FP8 matrix units, compute capability < 8.9, need it: the run stops with a message)
+        # (GPUs without FP8 matrix units, compute capability < 8.9, need --fp8 false; else the run stops, saying so)
     ),
 }
 # The speed track's recipe (README.md, Benchmark): all 5 seeds end their 300 steps (76.25 s of training on one
