@@ -577,8 +577,8 @@ def nan_after(monkeypatch, first_bad_call):
     real_forward = tp.ProteinLM.forward
     calls = [0]
 
-    def forward(self, tokens, starts, labels=None):
-        out = real_forward(self, tokens, starts, labels)
+    def forward(self, tokens, starts, labels=None, *rest):
+        out = real_forward(self, tokens, starts, labels, *rest)
         if labels is not None:
             calls[0] += 1
             if calls[0] >= first_bad_call:

@@ -408,8 +408,9 @@ def test_a_valid_split_smaller_than_the_nelbo_grid(tmp_path, shards):
 
 def test_mlm_phase_of_mlm_to_diffusion_is_mlm(shards, tmp_path):
     """Before mlm_steps, mlm_to_diffusion trains exactly objective mlm (same masks; the weighted form of the
-    mean CE), so its warm-up costs nothing against pure MLM."""
+    mean CE), so its warm-up costs nothing against pure MLM. To rounding: mlm runs the last block's MLP and the
+    head at the masked rows only (sparse prediction), mlm_to_diffusion on every row."""
     a = tp.main(run_args(shards, tmp_path / "a", "--objective", "mlm", "--steps", 3, "--nelbo_grid", 0))
     b = tp.main(run_args(shards, tmp_path / "b", "--objective", "mlm_to_diffusion", "--mlm_steps", 3, "--steps", 3,
                          "--nelbo_grid", 0))
-    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5) and a["val_loss"] != 0
+    assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-4) and a["val_loss"] != 0

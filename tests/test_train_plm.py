@@ -524,6 +524,62 @@ def test_mask_tokens_rate_extremes():
     assert torch.equal(lab != -100, torch.tensor([0, 1, 1, 1, 1, 1, 0, 0, 0], dtype=torch.bool))
 
 
+def test_prediction_capacity_is_8_standard_deviations_above_the_mean_in_rows_of_128():
+    for tokens, rate in ((65536, 0.2), (8192, 0.2), (256, 0.2), (65536, 0.05), (4096, 0.15)):
+        c = tp.prediction_capacity(tokens, rate)
+        bound = rate * tokens + 8 * math.sqrt(tokens * rate * (1 - rate))
+        assert c % 128 == 0 and bound <= c < bound + 128 and c < tokens, (tokens, rate, c)
+    assert tp.prediction_capacity(65536, 0.2) == 13952  # 21.3% of the reference preset's micro-batch
+    assert tp.prediction_capacity(256, 0.5) is None and tp.prediction_capacity(1024, 1.0) is None
+
+
+def test_prediction_rows_hold_every_scored_position_first_then_distinct_fill():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.where(torch.rand(1000, generator=g) < 0.2, 7, -100)
+    scored = (labels != -100).nonzero()[:, 0]
+    rows, lost = tp.prediction_rows(labels, 256)
+    assert rows.shape == (256,) and int(lost) == 0
+    assert torch.equal(rows[:len(scored)], scored)  # in order
+    assert (labels[rows[len(scored):]] == -100).all() and len(set(rows.tolist())) == 256
+    assert torch.equal(rows[len(scored):], (labels == -100).nonzero()[:256 - len(scored), 0])
+    rows, lost = tp.prediction_rows(labels, 128)  # fewer rows than scored positions: counted, not hidden
+    assert int(lost) == len(scored) - 128 and torch.equal(rows, scored[:128])
+
+
+def test_sparse_prediction_gives_the_loss_and_gradients_of_the_whole_head():
+    """forward with rows (the last block after its attention, and the head, at the scored rows only) is the
+    same function of the weights as without: the loss and every gradient, to float32 rounding."""
+    model = perturbed_model().train()
+    T = 256
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(4, 24, (T,), generator=g)
+    starts = torch.zeros(T, dtype=torch.bool)
+    starts[[0, 90, 200]] = True
+    tokens[starts] = CLS
+    inputs, labels = tp.mask_tokens(tokens, 0.2, g)
+    rows, lost = tp.prediction_rows(labels, tp.prediction_capacity(T, 0.2))
+    assert int(lost) == 0 and len(rows) < T
+    params = list(model.parameters())
+    full = model(inputs, starts, labels)
+    sparse = model(inputs, starts, labels, None, rows)
+    assert torch.allclose(full, sparse, rtol=1e-6)
+    for a, b in zip(torch.autograd.grad(full, params), torch.autograd.grad(sparse, params)):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max()))
+    weights = torch.rand(T, generator=g) * (labels != -100)  # weights (masked diffusion) are indexed too
+    assert torch.allclose(model(inputs, starts, labels, weights), model(inputs, starts, labels, weights, rows),
+                          rtol=1e-6)
+
+
+def test_flops_per_token_counts_the_sparse_rows_at_their_fraction():
+    model = perturbed_model()
+    c, L = model.cfg, model.cfg.num_layers
+    after = (c.model_dim * c.model_dim + 2 * c.model_dim * c.mlp_dim  # the last block's out, fc, proj
+             + c.model_dim * c.model_dim + tp.V * c.model_dim)  # the head's dense and decoder
+    full = tp.flops_per_token(model, 100.0)
+    assert full == 6 * model.matmul_params() + 12 * L * c.model_dim * 100.0
+    assert tp.flops_per_token(model, 100.0, 0.25) == pytest.approx(full - 6 * 0.75 * after)
+
+
 def test_mask_tokens_without_80_10_10_masks_every_selected_residue():
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(4, 29, (50_000,), generator=g)
@@ -930,7 +986,8 @@ def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gr
     with depth. An input that aliases another (block 0's x is x0; the first skip is x itself) would compile
     apart: dynamo guards on aliasing. And the compiled gradients must be eager's: a reused graph computed
     wrong ones through split nested_compile_regions (records/2026-11-30_InductorDeterministic). Inductor on
-    CPU, FP8 products forced on, 4 blocks (the first two without a skip, the last two with one)."""
+    CPU, FP8 products forced on, 4 blocks (the first two without a skip, the last two with one); then the last
+    block with sparse prediction's rows, a third graph."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cached graph would not be recompiled
     monkeypatch.setattr(tp, "fp8_active", lambda enabled, x: bool(enabled) and torch.is_grad_enabled())
     cfg = tp.parse_config(["--preset", "cpu", "--num_layers", "4", "--num_value_embeds", "2", "--fp8", "true"],
@@ -944,20 +1001,24 @@ def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gr
     tokens = torch.randint(4, 24, (256,))
     starts = torch.zeros(256, dtype=torch.bool)
     starts[[0, 100]] = True
+    labels = torch.where(torch.arange(256) % 3 == 0, tokens, -100)
+    rows = tp.prediction_rows(labels, 128)[0]
     torch._dynamo.reset()
     grads = []
     for compiled in (False, True):  # compile_regions compiles in place: eager first
         if compiled:
             tp.compile_regions(model)
-        model.zero_grad()
-        with torch.autocast("cpu", torch.bfloat16):
-            model(tokens, starts, tokens).backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
-    assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.Block.forward.__code__)) == 2
-    eager, compiled = grads
-    bad = {n: (float((compiled[n] - g).abs().max()), float(g.abs().max())) for n, g in eager.items()
-           if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # rounding: up to ~6% (the scalars)
-    assert not bad, bad
+        for extra in ((tokens,), (labels, None, rows)):
+            model.zero_grad()
+            with torch.autocast("cpu", torch.bfloat16):
+                model(tokens, starts, *extra).backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        if compiled:
+            assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.Block.forward.__code__)) == 3
+    for eager, compiled in zip(grads[:2], grads[2:]):
+        bad = {n: (float((compiled[n] - g).abs().max()), float(g.abs().max())) for n, g in eager.items()
+               if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # rounding: up to ~6% (the scalars)
+        assert not bad, bad
     torch._dynamo.reset()
 
 
@@ -1775,6 +1836,26 @@ def test_a_one_block_model_trains(learnable_shards, tmp_path, monkeypatch):
     result, _ = _target_run(learnable_shards[0], tmp_path, "one_block", "--num_layers", 1, "--steps", 3,
                             "--tokens_per_step", 2048)  # 2 micro-batches: their gradients are summed
     assert result["steps"] == 3 and math.isfinite(result["val_loss"])
+
+
+def test_sparse_prediction_trains_and_stops_if_masking_outgrows_its_rows(learnable_shards, tmp_path, monkeypatch):
+    """MLM training reads the loss at prediction_capacity rows per micro-batch. More masked positions than that
+    (8 standard deviations: never in practice) would leave some out of the loss: the run stops at the next log
+    step, saying so, instead of training on a loss that silently skips them."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    calls, original = [], tp.prediction_rows
+
+    def counted(labels, capacity):
+        calls.append(capacity)
+        return original(labels, capacity)
+
+    monkeypatch.setattr(tp, "prediction_rows", counted)
+    result, _ = _target_run(learnable_shards[0], tmp_path, "sparse", "--steps", 2)
+    assert math.isfinite(result["val_loss"]) and calls == [tp.prediction_capacity(1024, 0.2)] * 2
+    monkeypatch.setattr(tp, "prediction_capacity", lambda tokens, rate: 64)  # ~200 masked of 1,024 tokens
+    with pytest.raises(SystemExit, match=r"more positions in a micro-batch than the 64 rows its loss reads .*"
+                                         r"left out of the loss in steps up to 1"):
+        _target_run(learnable_shards[0], tmp_path, "overflow", "--steps", 2)
 
 
 def _by_step(lines, pattern):
