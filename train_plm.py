@@ -1294,7 +1294,7 @@ class Attention(nn.Module):
         else:
             y = doc_attention(q, k, v, *mask, self.window)
         y = y.reshape(T, D)
-        return self.out(y if rows is None else y[rows])  # rows: every key and value, the queries' rows only
+        return self.out(y if rows is None else y[rows])  # rows: attention ran on all T, the product on rows only
 
 
 class MLP(nn.Module):
@@ -2707,7 +2707,7 @@ def train(argv):
             mask_gen.manual_seed((cfg.seed << 32) + g)
             if cfg.objective == "mlm":
                 masked = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)  # (inputs, labels)
-                if capacity:  # the last block's MLP and the head at the masked rows only (same loss)
+                if capacity:  # the last block after its attention, and the head, at the masked rows (same loss)
                     rows, lost = prediction_rows(masked[1], capacity)
                     masked = (*masked, None, rows)
                     unscored.add_(lost)
