@@ -521,7 +521,7 @@ def prediction_capacity(tokens, rate):
     """Rows of the last block's output that MLM's loss reads per micro-batch of `tokens` tokens, at mask rate
     `rate`: the mean count of Binomial(tokens, rate) plus 8 standard deviations (a micro-batch draws more about
     once in 10^15), rounded up to a multiple of 128 (MLPFP8's row unit). None where that is not below `tokens`
-    (no rows to save)."""
+    (no rows to save); 0 at rate 0 (nothing is scored; training then keeps every row, as for None)."""
     c = rate * tokens + 8 * math.sqrt(tokens * rate * (1 - rate))
     c = -(-math.ceil(c) // 128) * 128
     return c if c < tokens else None
