@@ -1282,18 +1282,15 @@ class Attention(nn.Module):
         nn.init.zeros_(self.out.weight)  # zero-init output projection: each block starts as the identity
         self.ve_lambdas = nn.Parameter(torch.tensor([0.5, 0.5])) if has_ve else None
 
-    def forward(self, x, tokens, ve_table, cos, sin, mask, fp8=None, rows=None):
-        T, D = x.shape
-        # FP8 (fp8: the qkv weight's copy (w8, scale) in training; None: bf16): the forward only. The input
-        # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
-        # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
-        qkv = linear(x, self.qkv_w.flatten(0, 1), fp8)
+    def forward(self, qkv, tokens, ve_table, cos, sin, mask, rows=None):
+        """qkv (T, 3D): the qkv product of the normed input (Block.attend makes it) -> (T, D), or (C, D) at rows."""
+        T = qkv.size(0)
         q, k, v = qkv_prep(qkv, tokens, ve_table, self.ve_lambdas, cos, sin, self.heads)  # (T, H, d) each
         if isinstance(mask, list):  # sequence lengths: no GPU kernels here
             y = segment_attention(*(t.transpose(0, 1)[None] for t in (q, k, v)), mask, self.window)[0].transpose(0, 1)
         else:
             y = doc_attention(q, k, v, *mask, self.window)
-        y = y.reshape(T, D)
+        y = y.reshape(T, -1)
         return self.out(y if rows is None else y[rows])  # rows: attention ran on all T, the product on rows only
 
 
@@ -1312,25 +1309,41 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """A pre-norm transformer block, in its two halves: attend (U-net skip, x0 mix, attention, residual) and feed
+    (MLP, residual). ProteinLM.seam runs one block's feed and the next block's attend as one region."""
+
     def __init__(self, cfg, has_ve):
         super().__init__()
         self.attn = Attention(cfg.model_dim, cfg.num_heads, has_ve, cfg.attention_window)
         self.mlp = MLP(cfg.model_dim, cfg.mlp_dim)
         self.lambdas = nn.Parameter(torch.tensor([1.0, 0.0]))  # mix of the residual stream and the embedding x0
 
-    def forward(self, x, tokens, x0_table, ve_table, cos, sin, mask, skip=None, skip_weight=None, fp8=None,
-                rows=None):
-        """x (T, D) -> (T, D), or (C, D) given rows (C,) int64: the output at those positions only (attention still
-        reads all T). tokens (T,) int64; x0_table (V, D): the normed embedding of each token id, looked up here
-        (x0 = x0_table[tokens]); ve_table (V, D) or None: this block's value-embedding table; fp8: None (bf16
-        products) or this block's weight copies from ProteinLM.fp8_casts (qkv, fc, proj)."""
-        fp8 = fp8 or (None, None, None)
-        if skip is not None:  # U-net: the output of this block's mirror in the first half
-            x = x + skip_weight * skip
-        x = self.lambdas[0] * x + self.lambdas[1] * GatherRows.apply(x0_table, tokens)
-        y = self.attn(norm(x), tokens, ve_table, cos, sin, mask, fp8[0], rows)
-        x = (x if rows is None else x[rows]) + y
-        return x + self.mlp(norm(x), None if fp8[1] is None else fp8[1:])
+    def attend(self, x, tokens, x0_table, ve_table, cos, sin, mask, skip=None, skip_weight=None, fp8=None, rows=None):
+        """The attention half: x (T, D), the block's input -> x + attention (T, D), or (C, D) given rows (C,) int64:
+        the output at those positions only (attention still reads all T). x None: the input is x0 itself (block 0).
+        tokens (T,) int64; x0_table (V, D): the normed embedding of each token id, looked up here (x0 =
+        x0_table[tokens]); ve_table (V, D) or None: this block's value-embedding table; skip (T, D): the U-net skip,
+        added with skip_weight; fp8: None (bf16 products) or this block's weight copies from ProteinLM.fp8_casts
+        (qkv, fc, proj)."""
+        w = self.attn.qkv_w.flatten(0, 1)
+        if x is None:  # x = x0: up to qkv_prep every row is a function of its token id alone, so the mix, the norm
+            # and the qkv product run once per id, on the V-row table (bf16), and their rows are looked up
+            x = self.lambdas[0] * x0_table + self.lambdas[1] * x0_table
+            qkv, x = GatherRows.apply(F.linear(norm(x), w), tokens), GatherRows.apply(x, tokens)
+        else:
+            if skip is not None:  # U-net: the output of this block's mirror in the first half
+                x = x + skip_weight * skip
+            x = self.lambdas[0] * x + self.lambdas[1] * GatherRows.apply(x0_table, tokens)
+            # FP8 (fp8: the qkv weight's copy (w8, scale) in training; None: bf16): the forward only. The input
+            # gradient stays bf16: its row-wise cast cannot fuse into qkv_prep's backward, whose programs each see
+            # one head of a row, and a pass of its own costs more than FP8 saves (records/2026-11-30_FP8RowWise)
+            qkv = linear(norm(x), w, None if fp8 is None else fp8[0])
+        y = self.attn(qkv, tokens, ve_table, cos, sin, mask, rows)
+        return (x if rows is None else x[rows]) + y
+
+    def feed(self, x, fp8=None):
+        """The MLP half: x (N, D), the attention half's output -> the block's output x + MLP(norm(x)) (N, D)."""
+        return x + self.mlp(norm(x), None if fp8 is None else fp8[1:])
 
 
 class ProteinLM(nn.Module):
@@ -1389,23 +1402,41 @@ class ProteinLM(nn.Module):
         one-element list (training keeps no other). rows (C,) int64: the last block's output at those positions
         only, (C, D)."""
         mask, cos, sin = self.attention_inputs(starts)
-        x0, x0_table, ve_tables = self.embed_inputs(tokens)
-        x = x0
-        L, skips, out = len(self.blocks), [], [x0]
+        x0_table, ve_tables = self.embed_inputs(tokens)
+        L, out, x = len(self.blocks), [GatherRows.apply(x0_table, tokens) if every_layer else None], None
         casts = self.fp8_casts() if fp8_active(self.cfg.fp8, tokens) else [None] * L
-        for i, block in enumerate(self.blocks):
-            skip = ()
-            if i >= L - L // 2:  # U-net: block i gets block L - 1 - i's output, added inside the block
-                s = skips.pop()
-                # (not x itself: dynamo guards on aliasing, so that block would compile a graph of its own)
-                skip = (s.clone() if s is x else s, self.skip_weights[L - 1 - i])
-            j = self.ve_of_block[i]
-            x = block(x, tokens, x0_table, None if j is None else ve_tables[j], cos, sin, mask, *skip, fp8=casts[i],
-                      rows=rows if i == L - 1 else None)
-            if i < L // 2:
-                skips.append(x)
-            out.append(x)
-        return out if every_layer else [x]
+        for i in range(L + 1):  # region i: block i - 1's MLP half, then block i's attention half
+            prev, block = self.blocks[i - 1] if i else None, self.blocks[i] if i < L else None
+            skip = skip_weight = ve_table = None
+            if L - L // 2 <= i < L:  # U-net: block i adds block L - 1 - i's output (None: prev's, made in region i)
+                skip, skip_weight = out[L - i] if L - i < i else None, self.skip_weights[L - 1 - i]
+            if i < L and self.ve_of_block[i] is not None:
+                ve_table = ve_tables[self.ve_of_block[i]]
+            keep = i > 0 and (every_layer or i == L or 2 * i < L)  # i < L / 2: block i - 1's output is a later skip
+            done, x = self.seam(prev, block, x, tokens, x0_table, ve_table, cos, sin, mask, casts[i - 1] if i else None,
+                                casts[i] if i < L else None, skip, skip_weight, rows if i == L - 1 else None, keep)
+            if i:
+                out.append(done)
+        return out if every_layer else out[-1:]
+
+    def seam(self, prev, block, x, tokens, x0_table, ve_table, cos, sin, mask, prev_fp8, fp8, skip, skip_weight, rows,
+             keep):
+        """One region between two blocks: prev's MLP half (Block.feed) on x, prev's attention half's output, then
+        block's attention half (Block.attend) on prev's output. Returns (prev's output if keep, else None: an output
+        nobody reads would get a zero gradient; block's attention half's output, or None without block). Without
+        prev, x is None: block is block 0, whose input is x0. skip_weight without skip: block's U-net skip is prev's
+        output (the middle region). compile_regions compiles this, one graph per kind of region. A region ends
+        after an attention's residual add, so the MLP's residual add runs in the next block's first norm kernel,
+        and in the backward the MLP gradient's FP8 cast and a U-net skip's gradient run in that norm's backward
+        kernel (records/2026-12-01_BlockSeams)."""
+        if prev is not None:
+            x = prev.feed(x, prev_fp8)
+        if block is None:
+            return x, None
+        if skip_weight is not None and skip is None:
+            skip = x
+        return x if keep else None, block.attend(x, tokens, x0_table, ve_table, cos, sin, mask, skip, skip_weight, fp8,
+                                                 rows)
 
     @torch.compiler.disable  # a host-side cache: eager, also under a whole-model compile
     @torch.no_grad()
@@ -1425,13 +1456,13 @@ class ProteinLM(nn.Module):
         return self._fp8_casts
 
     def embed_inputs(self, tokens):
-        """tokens (T,) int64 -> (x0 (T, D): the normed token embedding; x0_table (V, D): the same for each token
-        id; ve_tables: the value-embedding tables (V, D)), bf16 on GPU (the residual stream's dtype), float32
+        """tokens (T,) int64 -> (x0_table (V, D): the normed token embedding of each token id, x0 = x0_table[tokens];
+        ve_tables: the value-embedding tables (V, D)), bf16 on GPU (the residual stream's dtype), float32
         elsewhere. Every block looks its rows up itself (GatherRows, and qkv_prep's kernel for the value
         embeddings): no (T, D) tensor per table, and no (T, D) gradient summed across blocks."""
         dt = torch.bfloat16 if tokens.is_cuda else torch.float32
         x0_table = norm(self.embed.weight.to(dt))  # RMSNorm is per row: norming the table = norming the lookups
-        return GatherRows.apply(x0_table, tokens), x0_table, tuple(ve.weight.to(dt) for ve in self.value_embeds)
+        return x0_table, tuple(ve.weight.to(dt) for ve in self.value_embeds)
 
     def forward(self, tokens, starts, labels=None, weights=None, rows=None):
         x = self.hidden_states(tokens, starts, every_layer=False, rows=rows)[-1]
@@ -1463,17 +1494,20 @@ class ProteinLM(nn.Module):
 
 def compile_regions(model):
     """Regional compilation (PyTorch's recipe for models of repeated layers, "Reducing torch.compile cold start
-    compilation time with regional compilation"): each block, the embedding and the head compiled on their
-    own, in place (evaluation and the end-of-run probes use them too). Dynamo takes parameters
-    as graph inputs, so all blocks of one kind share one compiled graph: 2 kinds (with and without a U-net
-    skip) instead of tracing and lowering 24 blocks. Nothing fuses across a block's edge; the U-net skip is
-    added inside the block, where it fuses with the block's first norm. On an H200, reference preset, cold
-    cache: compile + first step 25.8 s against 68.3 s for torch.compile(model), median step 1,041.7 against
-    1,021.4 ms (+2.0%, the same host's other GPU; records/2026-11-30_RegionalCompile). The warm-up is outside
-    the training clock, the steps are not: torch.compile(model, dynamic=False, options=INDUCTOR_OPTIONS) in its
-    place trades the compile time back for those ~2%."""
-    for block in model.blocks:
-        block.compile(dynamic=False, options=INDUCTOR_OPTIONS)
+    compilation time with regional compilation"): the regions between blocks (ProteinLM.seam), the embedding and
+    the head compiled on their own, in place (evaluation and the end-of-run probes use them too). Dynamo takes
+    parameters as graph inputs, so all regions of one kind share one compiled graph instead of tracing and
+    lowering 24 blocks: in training 6 kinds (the first; without a U-net skip; the middle one, whose skip is made
+    inside; with a skip; the last block's attention, with sparse prediction's rows; the last block's MLP), in
+    evaluation 5 (no rows), and 2 more for the probes, which keep every block's output. Nothing fuses across a
+    region's edge. On an H200, reference preset, cold cache, with one region per block then: compile + first
+    step 25.8 s against 68.3 s for torch.compile(model), median step 1,041.7 against 1,021.4 ms (+2.0%, the same
+    host's other GPU; records/2026-11-30_RegionalCompile). The warm-up is outside the training clock, the steps
+    are not: torch.compile(model, dynamic=False, options=INDUCTOR_OPTIONS) in its place trades the compile time
+    back for those ~2%."""
+    # dynamo's default of 8 graphs per function would send a 9th kind of region (of up to 13) back to eager
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 16)
+    model.seam = torch.compile(model.seam, dynamic=False, options=INDUCTOR_OPTIONS)
     model.embed_inputs = torch.compile(model.embed_inputs, dynamic=False, options=INDUCTOR_OPTIONS)
     model.head = torch.compile(model.head, dynamic=False, options=INDUCTOR_OPTIONS)
 
@@ -1484,12 +1518,14 @@ def flops_per_token(model, mean_sq_len, rows_frac=1.0):
     2 * n * D each per token per layer forward, n = length of the token's own sequence).
     mean_sq_len = sum(n²) / sum(n) over the sequences seen. rows_frac: the fraction of rows that the last block's
     output product and MLP, and the head, run on (sparse prediction: capacity / tokens_per_micro_batch); their
-    weights count at that fraction. --attention_window is not counted: with a window shorter than the
-    sequences, the attention term (and MFU) is an upper bound."""
+    weights count at that fraction. Block 0's qkv product runs on the V-row table (Block.attend), not per
+    token: not counted. --attention_window is not counted: with a window shorter than the sequences, the
+    attention term (and MFU) is an upper bound."""
     c = model.cfg
     after = (f"blocks.{c.num_layers - 1}.attn.out.", f"blocks.{c.num_layers - 1}.mlp.", "head_dense.", "decoder.")
-    sparse = model.matmul_params(after)
-    return 6 * (model.matmul_params() - (1 - rows_frac) * sparse) + 12 * c.num_layers * c.model_dim * mean_sq_len
+    sparse, table = model.matmul_params(after), model.matmul_params(("blocks.0.attn.qkv_w",))
+    return (6 * (model.matmul_params() - table - (1 - rows_frac) * sparse)
+            + 12 * c.num_layers * c.model_dim * mean_sq_len)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -570,14 +570,35 @@ def test_sparse_prediction_gives_the_loss_and_gradients_of_the_whole_head():
                           rtol=1e-6)
 
 
-def test_flops_per_token_counts_the_sparse_rows_at_their_fraction():
+def test_flops_per_token_counts_the_sparse_rows_at_their_fraction_and_not_block_0s_qkv_table():
     model = perturbed_model()
     c, L = model.cfg, model.cfg.num_layers
     after = (c.model_dim * c.model_dim + 2 * c.model_dim * c.mlp_dim  # the last block's out, fc, proj
              + c.model_dim * c.model_dim + tp.V * c.model_dim)  # the head's dense and decoder
     full = tp.flops_per_token(model, 100.0)
-    assert full == 6 * model.matmul_params() + 12 * L * c.model_dim * 100.0
+    assert full == 6 * (model.matmul_params() - 3 * c.model_dim ** 2) + 12 * L * c.model_dim * 100.0
     assert tp.flops_per_token(model, 100.0, 0.25) == pytest.approx(full - 6 * 0.75 * after)
+
+
+def test_block_0_on_the_token_table_equals_block_0_on_its_rows():
+    """Block 0's input is x0 = x0_table[tokens], so Block.attend(None, ...) runs its mix, norm and qkv product on
+    the V-row table and looks the rows up: the same output, and the same gradients for every parameter of the
+    half and for the embedding, as attend on the (T, D) rows themselves."""
+    model = perturbed_model()
+    block = model.blocks[0]
+    g = torch.Generator().manual_seed(3)
+    tokens = torch.randint(0, tp.V, (256,), generator=g)
+    starts = torch.zeros(256, dtype=torch.bool)
+    starts[[0, 37, 150]] = True
+    mask, cos, sin = model.attention_inputs(starts)
+    x0_table, ve_tables = model.embed_inputs(tokens)
+    params = [*block.attn.parameters(), block.lambdas, model.embed.weight]  # not the MLP: attend's half only
+    outs = [block.attend(x, tokens, x0_table, ve_tables[0], cos, sin, mask)
+            for x in (None, tp.GatherRows.apply(x0_table, tokens))]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    w = torch.randn(outs[0].shape, generator=g)
+    for a, b in zip(*(torch.autograd.grad((o * w).sum(), params, retain_graph=True) for o in outs)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
 def test_mask_tokens_without_80_10_10_masks_every_selected_residue():
@@ -857,8 +878,9 @@ def test_fp8_is_active_only_on_cuda_with_gradients():
 @pytest.mark.parametrize("fp8", [False, True])
 def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
     """With FP8 active: the qkv product through linear() with its FP8 copy (forward only) and the MLP as MLPFP8,
-    each with its own block's weight copies (fp8_weight's, from fp8_casts); the attention output product never
-    goes through linear(); no gradients: everything bf16."""
+    each with its own block's weight copies (fp8_weight's, from fp8_casts); block 0's qkv product runs on the
+    token table in bf16, not through linear(), nor does the attention output product; no gradients: everything
+    bf16. Regions run one block's MLP, then the next block's qkv product."""
     calls = []
 
     def record(x, w, cast=None):
@@ -881,12 +903,12 @@ def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
     tokens, starts, _ = _packed_row([frame(np.arange(4, 24))], 32)
     model(tokens, starts)
     D, H, L = model.cfg.model_dim, model.cfg.mlp_dim, model.cfg.num_layers
-    want = [("linear", (3 * D, D), fp8)] + ([("MLPFP8", (H, D), True)] if fp8 else [])
-    assert calls == want * L
+    mlp = [("MLPFP8", (H, D), True)] if fp8 else []
+    assert calls == (mlp + [("linear", (3 * D, D), fp8)]) * (L - 1) + mlp
     calls.clear()
     with torch.no_grad():
         model(tokens, starts)
-    assert calls == [("linear", (3 * D, D), False)] * L
+    assert calls == [("linear", (3 * D, D), False)] * (L - 1)
 
 
 def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes():
@@ -980,14 +1002,14 @@ def test_inductor_deterministic_mode_holds_for_every_compile():
     assert seen == [True, True]
 
 
-def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gradients(monkeypatch, tmp_path):
-    """compile_regions (the trainer's torch.compile on GPU) compiles each block on its own; its point is that
-    all blocks of one kind (without and with a U-net skip) share one compiled graph, so cold starts do not grow
-    with depth. An input that aliases another (block 0's x is x0; the first skip is x itself) would compile
-    apart: dynamo guards on aliasing. And the compiled gradients must be eager's: a reused graph computed
-    wrong ones through split nested_compile_regions (records/2026-11-30_InductorDeterministic). Inductor on
-    CPU, FP8 products forced on, 4 blocks (the first two without a skip, the last two with one); then the last
-    block with sparse prediction's rows, a third graph."""
+def test_compile_regions_shares_one_graph_per_kind_of_region_and_matches_eager_gradients(monkeypatch, tmp_path):
+    """compile_regions (the trainer's torch.compile on GPU) compiles each region between blocks (ProteinLM.seam)
+    on its own; its point is that all regions of one kind share one compiled graph, so cold starts do not grow
+    with depth. And the compiled gradients must be eager's: a reused graph computed wrong ones through split
+    nested_compile_regions (records/2026-11-30_InductorDeterministic). Inductor on CPU, FP8 products forced on,
+    4 blocks: regions 0 (block 0's attention), 1 (no skip), 2 (the middle one: block 2's skip is block 1's output,
+    made there), 3 (with block 0's output as its skip), 4 (block 3's MLP) are 5 graphs; sparse prediction's rows
+    add regions 3 and 4 at those rows: 7 in all."""
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # a cached graph would not be recompiled
     monkeypatch.setattr(tp, "fp8_active", lambda enabled, x: bool(enabled) and torch.is_grad_enabled())
     cfg = tp.parse_config(["--preset", "cpu", "--num_layers", "4", "--num_value_embeds", "2", "--fp8", "true"],
@@ -1014,7 +1036,7 @@ def test_compile_regions_shares_one_graph_per_kind_of_block_and_matches_eager_gr
                 model(tokens, starts, *extra).backward()
             grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
         if compiled:
-            assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.Block.forward.__code__)) == 3
+            assert len(torch._dynamo.eval_frame._debug_get_cache_entry_list(tp.ProteinLM.seam.__code__)) == 7
     for eager, compiled in zip(grads[:2], grads[2:]):
         bad = {n: (float((compiled[n] - g).abs().max()), float(g.abs().max())) for n, g in eager.items()
                if (compiled[n] - g).abs().max() > 0.3 * g.abs().max()}  # rounding: up to ~6% (the scalars)
