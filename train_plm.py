@@ -1,7 +1,7 @@
 """train_plm.py: pretrain a BERT-style protein language model (masked language modelling, or masked
 diffusion) in one file, and generate from / score with a trained one.
 
-    python train_plm.py                                   # speedrun preset on a GPU (val 2.70 in 56-83 s), cpu without
+    python train_plm.py                                   # speedrun preset on a GPU (val 2.70 in ~43 s), cpu without
     python train_plm.py --preset cpu --steps 200          # any setting can be overridden by its own name
     python train_plm.py --objective mlm_to_diffusion      # MLM first, then masked diffusion
     python train_plm.py generate checkpoints/RUN --num 10 --length 120 > gen.fasta   # iterative unmasking
@@ -107,6 +107,7 @@ class Config:
     probe: bool = False  # at the end, the representation benchmark (linear probes per layer): quality_score
     probe_dir: str = "data/probes"  # its labelled sets (data/make_probes.py)
     compile: bool = False  # torch.compile the model (GPU presets); warm-up is excluded from the clock
+    cuda_graph: bool = True  # with compile on CUDA: each micro-batch's forward + backward replayed as a CUDA graph
     fp8: bool = False  # training on CUDA: the blocks' qkv product and MLP in FP8 (FP8Linear, MLPFP8)
     # evaluation and inference (no gradients) run them in bf16, so an exported model's fp8 matters only to training
     # checkpoints, export, tracking (secrets only from the environment: HF_TOKEN, WANDB_API_KEY)
@@ -135,11 +136,12 @@ PRESETS = {
         # (GPUs without FP8 matrix units, compute capability < 8.9, need --fp8 false; else the run stops, saying so)
     ),
 }
-# The speed track's recipe (README.md, Benchmark): all 5 seeds end their 300 steps (76.25 s of training on one
-# H200) below validation loss 2.70, mean 2.460, and pass 2.70 at 45.7-50.8 s (records/2026-12-01_SpeedrunFP8;
-# in bf16, --fp8 false: 81.6 s, mean 2.481 over 6 seeds, 2.70 at 51.7-57.1 s, records/2026-12-01_SpeedrunKernels).
-# With sparse prediction (steps 2.9% shorter, other bits): 8 of 9 seeds pass 2.70, at 44.2-64.0 s; seed 3 spiked
-# at step 50 and ended at 2.740 (records/2026-12-01_SparsePrediction).
+# The speed track's recipe (README.md, Benchmark): on this code all 3 seeds run end their 300 steps (71.23 s of
+# training on one H200) below validation loss 2.70, mean 2.412, and pass 2.70 at 42.7-42.8 s
+# (records/2026-12-01_SpeedrunCUDAGraphs); before sparse prediction and block seams, 5 of 5 in 76.25 s, mean 2.460
+# (records/2026-12-01_SpeedrunFP8; in bf16, --fp8 false: 81.6 s, mean 2.481 over 6 seeds,
+# records/2026-12-01_SpeedrunKernels). With sparse prediction, 8 of 9 seeds passed 2.70, at 44.2-64.0 s; seed 3
+# spiked at step 50 and ended at 2.740 (records/2026-12-01_SparsePrediction).
 # Against `reference`: half the blocks (57M parameters, 2x the tokens/s), half the batch (2x the optimizer
 # steps per token), a 300-step schedule with a 50-step warm-up (20 let loss spikes slow 1 seed in 5), the stop rule.
 PRESETS["speedrun"] = {**PRESETS["reference"], **dict(
@@ -1366,7 +1368,7 @@ class ProteinLM(nn.Module):
         for i in range(cfg.num_value_embeds):
             self.ve_of_block[i] = self.ve_of_block[L - 1 - i] = i
         self.blocks = nn.ModuleList(Block(cfg, self.ve_of_block[i] is not None) for i in range(L))
-        self._fp8_key, self._fp8_casts = None, None  # fp8_casts' cache
+        self._fp8_key, self._fp8_casts, self._fp8_flat = None, None, None  # fp8_casts' cache
         self.skip_weights = nn.Parameter(torch.ones(L // 2))  # U-net: block i's output feeds block L-1-i
         self.head_dense = nn.Linear(D, D, bias=False)  # LM head: RMSNorm, dense, GELU, decoder (+ bias)
         self.decoder = nn.Linear(D, V)
@@ -1445,13 +1447,19 @@ class ProteinLM(nn.Module):
         each weight kind stacked over the blocks, a few batched kernels. Cached
         until a weight changes (its storage or its version counter, which every in-place write bumps: the
         optimizer's step, load_state_dict): once per optimizer step instead of once per block and micro-batch,
-        where the casts were ~1,000 small kernels per reference step."""
+        where the casts were ~1,000 small kernels per reference step. A refresh writes the new casts into the
+        cached tensors (same device): a CUDA graph that read them (MicroBatchGraph) reads the new ones."""
         weights = [(b.attn.qkv_w, b.mlp.fc.weight, b.mlp.proj.weight) for b in self.blocks]
         key = [(w.data_ptr(), w._version) for ws in weights for w in ws]
         if key != self._fp8_key:
             kinds = [fp8_weight(torch.stack([w.flatten(0, -2) for w in ws]), kind)
                      for ws, kind in zip(zip(*weights), ("qkv", "fc", "proj"))]
-            self._fp8_casts = [tuple(tuple(t[i] for t in kind) for kind in kinds) for i in range(len(self.blocks))]
+            new = [t for kind in kinds for t in kind]
+            if self._fp8_casts is not None and self._fp8_flat[0].device == new[0].device:
+                torch._foreach_copy_(self._fp8_flat, new)
+            else:
+                self._fp8_flat = new
+                self._fp8_casts = [tuple(tuple(t[i] for t in kind) for kind in kinds) for i in range(len(self.blocks))]
             self._fp8_key = key
         return self._fp8_casts
 
@@ -2618,6 +2626,63 @@ def error_text(e):
     return str(e)
 
 
+class MicroBatchGraph:
+    """One micro-batch's forward and backward, captured once as a CUDA graph (torch.cuda.CUDAGraph) and replayed for
+    every training micro-batch: the same kernels in the same order (the same bits), without the host launching each
+    one. Launched from Python, the compiled regions, the autograd engine and the Triton kernels keep the host nearly
+    as busy as the GPU (under the profiler's overhead, the GPU waited 155 ms per reference step). On an H200 with a
+    fast host the graph shortened reference steps by 0.4-0.7% (records/2026-12-01_CUDAGraphs); it keeps the GPU fed
+    where the host is slower.
+
+    model(inputs...) with labels returns the loss; backward of loss / scale fills every parameter's gradient.
+    Capture after every region has compiled (capture cannot compile): train() does it at the end of its warm-up.
+    example: the model's inputs for one micro-batch (tokens, starts, labels, weights or None, rows or None), CUDA
+    tensors; every later call must give the same shapes and dtypes (tokens_per_micro_batch fixes them) and the same
+    Nones. __call__(*inputs) copies them into the graph's own input tensors, refreshes the FP8 weight copies in
+    place (ProteinLM.fp8_casts, read by the graph), replays, and returns (loss () float32, grads: one tensor per
+    model.parameters(), in that order); both are the graph's own memory, overwritten by the next replay."""
+
+    def __init__(self, model, example, scale, autocast):
+        self.model, params = model, list(model.parameters())
+        self.inputs = [None if t is None else t.clone() for t in example]
+        self.fp8 = fp8_active(model.cfg.fp8, example[0])
+
+        def forward_backward():
+            with autocast:
+                loss = model(*self.inputs)
+            (loss / scale).backward()
+            return loss
+
+        model.zero_grad(set_to_none=True)
+        side = torch.cuda.Stream()  # warm-up on a side stream before capture, as torch.cuda.graphs' docs ask
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            forward_backward()
+        torch.cuda.current_stream().wait_stream(side)
+        model.zero_grad(set_to_none=True)
+        if self.fp8:
+            model.fp8_casts()  # up to date before capture: the graph reads the cache, never recasts
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: the loader's thread may pin host memory meanwhile, which the default mode refuses
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.loss = forward_backward()
+        # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
+        self.grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        model.zero_grad(set_to_none=True)
+
+    def __call__(self, *inputs):
+        if [t is None for t in inputs] != [t is None for t in self.inputs]:
+            raise ValueError(f"MicroBatchGraph: inputs {[t is None for t in inputs]} (None or not) where the capture "
+                             f"had {[t is None for t in self.inputs]}")
+        for mine, t in zip(self.inputs, inputs):
+            if mine is not None:
+                mine.copy_(t)
+        if self.fp8:
+            self.model.fp8_casts()
+        self.graph.replay()
+        return self.loss, self.grads
+
+
 def train(argv):
     """The training run: returns the RESULT dict (None when stopped by a signal)."""
     cfg = parse_config(argv)
@@ -2725,6 +2790,26 @@ def train(argv):
     valid_quarter = valid[::4]  # the target's cheap check (every 4th batch); the whole shard confirms
     log(f"train shards {len(train_paths)} | valid {len(valid)} batches, unigram entropy {val_entropy:.4f} nats")
 
+    def next_inputs(loader, step):
+        """The model's inputs for the loader's next micro-batch at this step: (inputs, starts, labels, weights or
+        None, rows or None), the training mask seeded by the micro-batch's global index."""
+        tokens, starts, g = loader.next()
+        mask_gen.manual_seed((cfg.seed << 32) + g)
+        if cfg.objective == "mlm":
+            inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)
+            rows = None
+            if capacity:  # the last block after its attention, and the head, at the masked rows (same loss)
+                rows, lost = prediction_rows(labels, capacity)
+                unscored.add_(lost)
+            return inputs, starts, labels, None, rows
+        if step < cfg.mlm_steps and cfg.objective == "mlm_to_diffusion":
+            # MLM itself; its mean CE written as weights, so both phases share one compiled graph
+            inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)
+            chosen = labels != -100
+            return inputs, starts, labels, chosen.float() / chosen.sum().clamp_min(1), None
+        inputs, labels, weights = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)
+        return inputs, starts, labels, weights, None
+
     def train_step(loader, step):
         mult = lr_multiplier(step, cfg)
         for opt in opts:
@@ -2738,29 +2823,19 @@ def train(argv):
         # depend on the number of GPUs
         parts, half = [], (micro_per_step + 1) // 2
         for j in range(micro_per_step):
-            tokens, starts, g = loader.next()
+            inputs = next_inputs(loader, step)
             real, sumsq = real + loader.last[0], sumsq + loader.last[1]
-            mask_gen.manual_seed((cfg.seed << 32) + g)
-            if cfg.objective == "mlm":
-                masked = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)  # (inputs, labels)
-                if capacity:  # the last block after its attention, and the head, at the masked rows (same loss)
-                    rows, lost = prediction_rows(masked[1], capacity)
-                    masked = (*masked, None, rows)
-                    unscored.add_(lost)
-            elif step < cfg.mlm_steps and cfg.objective == "mlm_to_diffusion":
-                # MLM itself; its mean CE written as weights, so both phases share one compiled graph
-                inputs, labels = mask_tokens(tokens, cfg.mask_rate, mask_gen, cfg.mlm_80_10_10)
-                chosen = labels != -100
-                masked = (inputs, labels, chosen.float() / chosen.sum().clamp_min(1))
+            if graph is not None:
+                loss, grads = graph(*inputs)
+                grads = [g.clone() for g in grads] if j < half else grads  # the next replay overwrites them
             else:
-                masked = diffusion_mask(tokens, starts, *diffusion_t_range(step, cfg), mask_gen)
-            with autocast:
-                loss = model(masked[0], starts, *masked[1:])
-            (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
+                with autocast:
+                    loss = model(*inputs)
+                (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
+                # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
+                grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+                model.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
-            # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
-            grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-            model.zero_grad(set_to_none=True)
             if j < half:
                 parts.append(grads)
             else:
@@ -2784,6 +2859,7 @@ def train(argv):
 
     # warm-up: compile on throw-away steps, then restore the initial model, optimizer and data state
     warmup_s = first_step_s = 0.0
+    graph = None  # MicroBatchGraph (cfg.cuda_graph), captured at the end of the warm-up
     if cfg.compile:
         t = time.perf_counter()
         state = copy.deepcopy(model.state_dict())
@@ -2796,14 +2872,16 @@ def train(argv):
                     torch.cuda.synchronize()
                 first_step_s = time.perf_counter() - t
         evaluate(model, valid[:1], device, 0, 1, autocast)
+        if cfg.cuda_graph and device.type == "cuda":
+            graph = MicroBatchGraph(model, next_inputs(loader, 0), micro_per_step * world_size, autocast)
         model.load_state_dict(state)
         for o, st in zip(opts, opt_states):
             o.load_state_dict(st)
         if device.type == "cuda":
             torch.cuda.synchronize()
         warmup_s = time.perf_counter() - t
-        log(f"warm-up (compile + 2 steps + 1 eval batch, then state reset) {warmup_s:.1f}s, of which compile + "
-            f"first step {first_step_s:.1f}s")
+        log(f"warm-up (compile + 2 steps + 1 eval batch{' + CUDA graph capture' if graph else ''}, then state reset) "
+            f"{warmup_s:.1f}s, of which compile + first step {first_step_s:.1f}s")
         del state, opt_states
     peak = measure_peak_flops(device) if device.type == "cuda" else None
     if peak:

@@ -913,8 +913,9 @@ def test_blocks_run_the_documented_products_in_fp8(monkeypatch, fp8):
 
 def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes():
     """fp8_casts: per block, fp8_weight of its qkv, fc and proj weights (each kind's copies), cast in one batch per
-    kind; the same objects again while no weight changed; new copies after an optimizer-style in-place update of
-    any one weight, and after load_state_dict."""
+    kind; the same objects again while no weight changed; new values after an optimizer-style in-place update of
+    any one weight, and after load_state_dict, written into the same tensors (MicroBatchGraph's CUDA graph reads
+    them by address)."""
     model = perturbed_model(*FP8_DIMS, "--num_layers", "3")
     casts = model.fp8_casts()
     assert len(casts) == 3
@@ -925,12 +926,17 @@ def test_fp8_casts_are_each_blocks_weight_copies_cached_until_a_weight_changes()
             assert len(cast) == len(want) and all(a.shape == c.shape and a.dtype == c.dtype and
                                                   torch.equal(a.float(), c.float()) for a, c in zip(cast, want))
     assert model.fp8_casts() is casts  # nothing changed: the cache
+    before = [[[t.clone() for t in kind] for kind in block] for block in casts]
+    ptrs = [t.data_ptr() for block in casts for kind in block for t in kind]
     with torch.no_grad():
         torch._foreach_add_([model.blocks[1].mlp.proj.weight], [torch.ones_like(model.blocks[1].mlp.proj.weight)])
     again = model.fp8_casts()
-    assert again is not casts
-    assert not torch.equal(again[1][2][0].float(), casts[1][2][0].float())  # the changed weight's copy is new
-    assert torch.equal(again[0][0][0].float(), casts[0][0][0].float())  # the others' are equal
+    assert [t.data_ptr() for block in again for kind in block for t in kind] == ptrs  # refreshed in place
+    assert not torch.equal(again[1][2][0].float(), before[1][2][0].float())  # the changed weight's copy is new
+    want = tp.fp8_weight(model.blocks[1].mlp.proj.weight, "proj")
+    assert all(torch.equal(a.float(), c.float()) for a, c in zip(again[1][2], want))
+    assert all(torch.equal(a.float(), c.float()) for i in (0, 2) for kind in range(3)  # the others' are equal
+               for a, c in zip(again[i][kind], before[i][kind]))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     state["blocks.0.attn.qkv_w"] *= 2
     model.load_state_dict(state)
