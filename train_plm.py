@@ -2644,6 +2644,7 @@ class MicroBatchGraph:
 
     def __init__(self, model, example, scale, autocast):
         self.model, params = model, list(model.parameters())
+        self.addresses = [p.data_ptr() for p in params]  # the graph reads the parameters where they are now
         self.inputs = [None if t is None else t.clone() for t in example]
         self.fp8 = fp8_active(model.cfg.fp8, example[0])
 
@@ -2671,9 +2672,15 @@ class MicroBatchGraph:
         model.zero_grad(set_to_none=True)
 
     def __call__(self, *inputs):
-        if [t is None for t in inputs] != [t is None for t in self.inputs]:
-            raise ValueError(f"MicroBatchGraph: inputs {[t is None for t in inputs]} (None or not) where the capture "
-                             f"had {[t is None for t in self.inputs]}")
+        def kinds(ts):
+            return [None if t is None else (tuple(t.shape), t.dtype) for t in ts]
+
+        if kinds(inputs) != kinds(self.inputs):
+            raise ValueError(f"MicroBatchGraph: inputs of shapes and dtypes {kinds(inputs)}; the capture had "
+                             f"{kinds(self.inputs)}")
+        if [p.data_ptr() for p in self.model.parameters()] != self.addresses:
+            raise RuntimeError("MicroBatchGraph: a parameter moved since the capture (model.to(), load_state_dict "
+                               "with assign=True, p.data = ...): the graph would read its old memory")
         for mine, t in zip(self.inputs, inputs):
             if mine is not None:
                 mine.copy_(t)
@@ -2873,7 +2880,12 @@ def train(argv):
                 first_step_s = time.perf_counter() - t
         evaluate(model, valid[:1], device, 0, 1, autocast)
         if cfg.cuda_graph and device.type == "cuda":
-            graph = MicroBatchGraph(model, next_inputs(loader, 0), micro_per_step * world_size, autocast)
+            if triton is not None and cfg.model_dim // cfg.num_heads in ATTN_HEAD_DIMS:
+                graph = MicroBatchGraph(model, next_inputs(loader, 0), micro_per_step * world_size, autocast)
+            else:  # segment_attention reads each micro-batch's sequence lengths on the host: nothing to capture
+                log(f"note: --cuda_graph true needs doc_attention (Triton, head size in {ATTN_HEAD_DIMS}); head size "
+                    f"{cfg.model_dim // cfg.num_heads}{'' if triton is not None else ' without Triton'}: micro-batches "
+                    "run eagerly")
         model.load_state_dict(state)
         for o, st in zip(opts, opt_states):
             o.load_state_dict(st)
@@ -3052,6 +3064,7 @@ def train(argv):
         for sig, h in handlers.items():
             signal.signal(sig, h)
 
+    graph = None  # its memory (one micro-batch's activations) back for the last evaluations, the export and the probes
     steps_done = step + 1 if cfg.steps > start_step else start_step
     if nelbo_grid and "nelbo" not in val:  # stopped at the target: the end-of-run NELBO still comes
         val["nelbo"] = validation_nelbo(model, nelbo_grid, valid_residues, device, rank, world_size, autocast)
