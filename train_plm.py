@@ -2631,8 +2631,8 @@ class MicroBatchGraph:
     every training micro-batch: the same kernels in the same order (the same bits), without the host launching each
     one. Launched from Python, the compiled regions, the autograd engine and the Triton kernels keep the host nearly
     as busy as the GPU (under the profiler's overhead, the GPU waited 155 ms per reference step). On an H200 with a
-    fast host the graph shortened reference steps by 0.4-0.7% (records/2026-12-01_CUDAGraphs); it keeps the GPU fed
-    where the host is slower.
+    fast host the graph shortened reference steps by 0.4-0.7% (records/2026-12-01_CUDAGraphs); a slower host, or
+    several processes sharing one, should gain more (not measured).
 
     model(inputs...) with labels returns the loss; backward of loss / scale fills every parameter's gradient.
     Capture after every region has compiled (capture cannot compile): train() does it at the end of its warm-up.
