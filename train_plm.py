@@ -2626,6 +2626,12 @@ def error_text(e):
     return str(e)
 
 
+def gradients(params):
+    """Each parameter's .grad, in order; zeros for one without (an unused parameter: the empty skip weights of a
+    1-block model), so the step's gradient sums have one tensor per parameter."""
+    return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+
+
 class MicroBatchGraph:
     """One micro-batch's forward and backward, captured once as a CUDA graph (torch.cuda.CUDAGraph) and replayed for
     every training micro-batch: the same kernels in the same order (the same bits), without the host launching each
@@ -2667,8 +2673,7 @@ class MicroBatchGraph:
         # thread_local: the loader's thread may pin host memory meanwhile, which the default mode refuses
         with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.loss = forward_backward()
-        # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
-        self.grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+        self.grads = gradients(params)
         model.zero_grad(set_to_none=True)
 
     def __call__(self, *inputs):
@@ -2839,8 +2844,7 @@ def train(argv):
                 with autocast:
                     loss = model(*inputs)
                 (loss / (micro_per_step * world_size)).backward()  # the ranks' gradients are summed
-                # an unused parameter (the empty skip weights of a 1-block model) has no gradient: zeros
-                grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+                grads = gradients(params)
                 model.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
             if j < half:
