@@ -1734,6 +1734,7 @@ def test_short_training_run_lowers_validation_loss(tmp_path, monkeypatch):
 
     assert result["steps"] == steps and result["world_size"] == 1 and result["device"] == "cpu"
     assert result["fp8"] is False  # RESULT says which precision trained (the reference preset: true)
+    assert result["peak_memory_gib"] is None  # GPU runs only: the caching allocator's peak
     assert torch._inductor.config.inductor_choices_class is tp.KernelChoices  # train() sets it for torch.compile
     assert result["val_unigram_entropy"] == pytest.approx(tp.unigram_entropy(counts), abs=1e-5)
     assert result["val_loss"] < LN_V - 1.0, result
