@@ -1872,6 +1872,9 @@ def evaluate(model, batches, device, rank, world_size, autocast):
 # Checkpoints (exact resume) and export (the trained model, for evaluation, probing and generation).
 
 SHAPE_FIELDS = ("num_layers", "model_dim", "num_heads", "mlp_dim", "num_value_embeds", "tie_embeddings")
+# what train() writes into a checkpoint and reads back to resume ("target" too, where reached)
+CHECKPOINT_KEYS = ("config", "source", "world_size", "step", "model", "optimizers", "train_time", "tokens_seen",
+                   "padded_seen", "sumsq_seen", "val", "data_positions")
 
 
 def save_checkpoint(path, state):
@@ -1929,7 +1932,11 @@ def load_model(path, device="cpu"):
             cfg = Config(**json.load(f))
         weights = load_file(os.path.join(path, "model.safetensors"))
     else:
-        state, _ = load_checkpoint(path, "")
+        try:
+            state, _ = load_checkpoint(path, "")
+        except FileNotFoundError as e:  # name both kinds of model this reads
+            raise FileNotFoundError(f"{e}; a model is an export folder (model.safetensors + config.json) or a "
+                                    "checkpoint ckpt_*.pt") from None
         if not (isinstance(state, dict) and "config" in state and "model" in state):
             raise FileNotFoundError(f"{path}: not a checkpoint of train_plm.py (no config and model in it)")
         cfg, weights = Config(**state["config"]), state["model"]
@@ -2664,7 +2671,8 @@ class MicroBatchGraph:
         model.zero_grad(set_to_none=True)
         # the caching allocator keeps freed blocks per stream and apart from a graph's pool: the memory cached by
         # the eager steps, then by the side stream, goes back before each next user (reference preset, H200: a
-        # peak of 63.2 GiB reserved without these two calls, 33.6 GiB for the eager path; call 133)
+        # peak of 63.2 GiB reserved without these two calls, 34.2 with them, 33.6 for the eager path;
+        # records/2026-12-01_GraphMemory)
         torch.cuda.empty_cache()
         side = torch.cuda.Stream()  # warm-up on a side stream before capture, as torch.cuda.graphs' docs ask
         side.wait_stream(torch.cuda.current_stream())
@@ -2722,6 +2730,10 @@ def train(argv):
     ckpt = None
     if cfg.resume:  # continue a run: its config, with only the flags given here on top
         ckpt, ckpt_path = load_checkpoint(cfg.resume, cfg.out_dir, cfg.run_id)
+        if missing := [k for k in CHECKPOINT_KEYS if not (isinstance(ckpt, dict) and k in ckpt)]:
+            raise Refusal(f"{ckpt_path}: not a training checkpoint of train_plm.py (a ckpt_*.pt written by "
+                          f"--save_every or a stop signal; an exported model cannot resume training): no "
+                          f"{', '.join(missing)} in it")
         resume_flag = cfg.resume
         cfg = parse_config(argv, base=ckpt["config"])
         old = {k: ckpt["config"].get(k, getattr(Config, k)) for k in SHAPE_FIELDS}

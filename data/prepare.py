@@ -33,7 +33,8 @@ Rules (each counted and reported, per file and in total)
                 (20 canonical + X B U Z O), e.g. 'J', a digit, a space or a tab; sequence lines
                 before the first FASTA header.  Binary (NUL byte) / undecodable (not UTF-8) /
                 truncated-gzip input aborts with an error naming the file and line; the shards of
-                the aborted run are removed.
+                the aborted run are removed.  A UTF-8 byte-order mark at the start of a file (Windows
+                editors write one) is encoding, not text: it is skipped.
   * dropped:    an exact duplicate of a sequence already kept in another split
                 (``cross_split_duplicate``); with ``--dedup`` any exact duplicate (``duplicate``).
 
@@ -105,6 +106,7 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 
 DEFAULT_CHUNK_BYTES = 4 << 20  # uncompressed bytes per parse task
 _READ_BLOCK = 1 << 20          # compressed bytes read at a time
+BOM = codecs.BOM_UTF8          # skipped at the start of a file (utf-8-sig), as train_plm.read_fasta does
 
 _INVALID = 255
 _STOP_BYTE = ord("*")
@@ -265,6 +267,8 @@ def sniff_format(path: str | os.PathLike) -> str:
     try:
         with _open_binary(path) as f:
             while chunk := f.read(size):
+                if offset == 0 and chunk.startswith(BOM):
+                    chunk, offset = chunk[len(BOM):], len(BOM)
                 size = 1 << 20
                 pos = chunk.find(b"\x00")
                 if pos >= 0:
@@ -292,7 +296,10 @@ def sniff_format(path: str | os.PathLike) -> str:
 
 
 def _decode_line(path: Path, line_no: int, line: bytes) -> str:
-    """Decode one raw line (UTF-8) and strip its '\\n' / '\\r\\n' ending; InputError on binary."""
+    """Decode one raw line (UTF-8; line 1 without a byte-order mark) and strip its '\\n' / '\\r\\n'
+    ending; InputError on binary."""
+    if line_no == 1 and line.startswith(BOM):
+        line = line[len(BOM):]
     if b"\x00" in line:
         raise InputError(f"{path}: line {line_no}: binary input (NUL byte); "
                          "expected FASTA or one sequence per line")
@@ -361,6 +368,21 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[str | None, str, int
 # ----------------------------------------------------------------------------------------------
 
 def _raw_blocks(path: Path, progress: list | None = None) -> Iterator[bytes]:
+    """_file_blocks without a UTF-8 byte-order mark at the start of the file."""
+    head: bytes | None = b""  # the file's first bytes, until they show whether a mark starts it
+    for block in _file_blocks(path, progress):
+        if head is not None:
+            head += block
+            if len(head) < len(BOM) and BOM.startswith(head):
+                continue
+            block, head = head[len(BOM):] if head.startswith(BOM) else head, None
+        if block:
+            yield block
+    if head:  # a file shorter than a mark
+        yield head
+
+
+def _file_blocks(path: Path, progress: list | None = None) -> Iterator[bytes]:
     """Yield the (decompressed) bytes of a file in blocks of at most 8 MB.
 
     gzip is detected by its magic bytes and inflated with zlib (multi-member files are fine; the

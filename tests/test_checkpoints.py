@@ -350,6 +350,20 @@ def test_checkpoint_of_another_model_is_refused(shards, tmp_path, change):
     assert log.stat().st_size == size and not (tmp_path / "ck2").exists()  # refused before anything was written
 
 
+def test_a_file_that_is_not_a_training_checkpoint_is_refused(shards, tmp_path):
+    """--resume with a readable file that is not a ckpt_*.pt (a user's own torch.save, an exported model's
+    weights): one line naming the file and what is missing, no traceback, nothing written."""
+    tp.main(run_args(shards, tmp_path, "r", "ck", "--steps", 2))  # exports ck/r/model.safetensors
+    other = tmp_path / "other.pt"
+    torch.save({"a": 1}, other)
+    for path in (other, tmp_path / "ck" / "r" / "model.safetensors"):
+        with pytest.raises(tp.Refusal) as e:
+            tp.main(["--resume", str(path), "--out_dir", str(tmp_path / "ck2")])
+        msg = str(e.value)
+        assert msg.startswith(str(path)) and ("not a training checkpoint" in msg or "not a readable" in msg), msg
+        assert not (tmp_path / "ck2").exists()
+
+
 # ==========================================================================================================
 # 6. Weights & Biases, offline
 

@@ -224,6 +224,34 @@ def test_sequence_before_header_refused(tmp_path, capsys):
     assert "o.fa: line 1: refused [before_header]" in report
 
 
+@pytest.mark.parametrize("body, n", [(b">only one\nMKV\n", 1), (b">a\nMKV\n>b\nLLA\n", 2), (b"MKV\nLLA\n", 2)])
+def test_utf8_byte_order_mark_is_skipped(tmp_path, capsys, body, n):
+    """A UTF-8 byte-order mark (Windows editors write one) is encoding, not a character of line 1:
+    FASTA with one record or more and plain text, gzip'd or not, read and convert as without it."""
+    bom = b"\xef\xbb\xbf"
+    for name in ("x.fa", "x.fa.gz"):
+        p = tmp_path / name
+        p.write_bytes(gzip.compress(bom + body) if name.endswith(".gz") else bom + body)
+        q = tmp_path / ("plain_" + name)
+        q.write_bytes(gzip.compress(body) if name.endswith(".gz") else body)
+        assert prep.sniff_format(p) == prep.sniff_format(q)
+        assert list(prep.read_records(p)) == list(prep.read_records(q))
+    (tmp_path / "out").mkdir()
+    with_mark = build(tmp_path / "out", {"m.fa": bom + body, "m.fa.gz": bom + body})
+    (tmp_path / "ref").mkdir()
+    without = build(tmp_path / "ref", {"m.fa": body, "m.fa.gz": body})
+    assert with_mark[1] == without[1] and len(with_mark[1]["train"]) == 2 * n  # n records in each of 2 files
+    assert sum(sum(f.refused.values()) for f in with_mark[0].files) == 0
+
+
+def test_utf8_byte_order_mark_before_a_table_header(tmp_path, capsys):
+    (tmp_path / "a.csv").write_bytes(b"\xef\xbb\xbfseq,id\nMKV,p1\n")
+    out = tmp_path / "o"
+    rc = prep.main([str(tmp_path / "a.csv"), "--name", "tab", "--out", str(out), "--column", "seq",
+                    "--id_column", "id", "--valid_frac", "0", "--test_frac", "0"])
+    assert rc == 0 and decode(prep.read_shard(out / "tab_train_000000.bin")) == ["MKV"]
+
+
 def test_windows_line_endings_gz_and_plain_text(tmp_path, capsys):
     files = {"win.fa": b">w1 x\r\nMKV\r\nLLA\r\n>w2\r\nggg*\r\n",
              "zip.fasta.gz": ">z1\nMKVLLA\n>z2\nWC\n",
